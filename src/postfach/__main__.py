@@ -1,0 +1,3 @@
+from postfach.cli import main
+
+raise SystemExit(main())

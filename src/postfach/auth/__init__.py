@@ -1,0 +1,1 @@
+"""Authentication shared by every door: password hashing and generation, and checking a login."""

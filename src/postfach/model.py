@@ -1,0 +1,200 @@
+"""The things Postfach keeps, as frozen values.
+
+The store returns these and never rows; every door (IMAP, POP3, SMTP, web)
+speaks in them. Addresses and domain names are held in their ASCII form
+(IDN domains as punycode); `postfach.address` turns them back into Unicode
+for people.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+MIN_QUOTA_BYTES = 5 * 1024 * 1024
+MAX_FORWARD_TARGETS = 20
+
+
+class SystemFlag(enum.IntFlag):
+    """IMAP system flags (RFC 9051 §2.3.2) kept per message; \\Recent is per session."""
+
+    NONE = 0
+    SEEN = 1
+    ANSWERED = 2
+    FLAGGED = 4
+    DELETED = 8
+    DRAFT = 16
+
+
+SYSTEM_FLAG_NAMES: dict[SystemFlag, str] = {
+    SystemFlag.SEEN: "\\Seen",
+    SystemFlag.ANSWERED: "\\Answered",
+    SystemFlag.FLAGGED: "\\Flagged",
+    SystemFlag.DELETED: "\\Deleted",
+    SystemFlag.DRAFT: "\\Draft",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """A message's flags: the system flags as bits, keywords as a set of atoms."""
+
+    system: SystemFlag = SystemFlag.NONE
+    keywords: frozenset[str] = frozenset()
+
+    def names(self) -> list[str]:
+        names = [name for flag, name in SYSTEM_FLAG_NAMES.items() if flag in self.system]
+        return names + sorted(self.keywords)
+
+    @classmethod
+    def from_names(cls, names: list[str] | tuple[str, ...]) -> Flags:
+        by_lower = {name.lower(): flag for flag, name in SYSTEM_FLAG_NAMES.items()}
+        system = SystemFlag.NONE
+        keywords: set[str] = set()
+        for name in names:
+            flag = by_lower.get(name.lower())
+            if flag is not None:
+                system |= flag
+            else:
+                keywords.add(name)
+        return cls(system, frozenset(keywords))
+
+
+class SpecialUse(enum.StrEnum):
+    """RFC 6154 special-use attributes a folder can carry."""
+
+    SENT = "\\Sent"
+    DRAFTS = "\\Drafts"
+    TRASH = "\\Trash"
+    JUNK = "\\Junk"
+    ARCHIVE = "\\Archive"
+
+
+INBOX = "INBOX"
+
+# Every new mailbox gets these folders, all subscribed (issue 2, point 4).
+DEFAULT_FOLDERS: tuple[tuple[str, SpecialUse | None], ...] = (
+    (INBOX, None),
+    ("Sent", SpecialUse.SENT),
+    ("Drafts", SpecialUse.DRAFTS),
+    ("Trash", SpecialUse.TRASH),
+    ("Junk", SpecialUse.JUNK),
+    ("Archive", SpecialUse.ARCHIVE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: int
+    name: str  # ASCII (punycode), lower case
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str  # local@domain, lower case, domain in punycode
+    domain_id: int
+    password_hash: str
+    quota_bytes: int
+    used_bytes: int
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """Mail for `source` goes to `target`; a source of "@domain" catches all of that domain."""
+
+    source: str
+    target: str
+
+    @property
+    def is_catch_all(self) -> bool:
+        return self.source.startswith("@")
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    targets: tuple[str, ...]
+    keep_copy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Vacation:
+    """The autoresponder: it answers from `start` to `end`, both days included."""
+
+    start: date
+    end: date
+    subject: str
+    body: str
+
+    def active_on(self, day: date) -> bool:
+        return self.start <= day <= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    id: int
+    account_id: int
+    name: str  # full hierarchical name, "/" as the delimiter
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: SpecialUse | None
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    """What STATUS and the panel need, counted in the store."""
+
+    messages: int
+    unseen: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """A message's bytes, stored once, addressed by their SHA-256."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """A message's entry in a folder."""
+
+    folder_id: int
+    uid: int
+    blob: BlobRef
+    flags: Flags
+    internal_date: datetime  # timezone-aware, in the zone it was given in
+    modseq: int
+
+    @property
+    def size(self) -> int:
+        return self.blob.size
+
+
+@dataclass(slots=True)
+class FolderIndex:
+    """A folder's uid/flags/modseq, loaded once on SELECT and kept current from events.
+
+    Parallel lists in ascending uid order; keywords are sparse (most messages
+    have none), so they sit in a dict keyed by uid.
+    """
+
+    folder_id: int
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    uids: list[int] = field(default_factory=list)
+    system_flags: list[int] = field(default_factory=list)
+    modseqs: list[int] = field(default_factory=list)
+    keywords: dict[int, frozenset[str]] = field(default_factory=dict)

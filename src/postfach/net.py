@@ -1,0 +1,118 @@
+"""The shared TCP listener: binding, implicit TLS, connection ids, logging, shutdown.
+
+A protocol server is a handler `async (Connection) -> None`; this module
+owns everything about the socket around it, so IMAP, POP3 and SMTP treat
+connections alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from postfach.config import ListenAddress
+
+log = logging.getLogger(__name__)
+
+_connection_ids = itertools.count(1)
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class Connection:
+    id: int
+    listener: str
+    peer: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @property
+    def is_tls(self) -> bool:
+        return self.writer.get_extra_info("ssl_object") is not None
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade in place (STARTTLS / STLS). The caller discards what the client pipelined first."""
+        await self.writer.start_tls(context)
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+class Listener:
+    """One `host:port`, plain or with implicit TLS, serving every connection with `handler`."""
+
+    def __init__(self, name: str, address: ListenAddress, handler: Handler, tls: ssl.SSLContext | None) -> None:
+        self.name = name
+        self.address = address
+        self._handler = handler
+        self._tls = tls
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def bound(self) -> ListenAddress:
+        """The address actually bound (the real port where port 0 was configured)."""
+        assert self._server is not None, "the listener is not started"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return ListenAddress(host, port)
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._accept,
+                self.address.host,
+                self.address.port,
+                ssl=self._tls,
+                ssl_handshake_timeout=30 if self._tls else None,
+                reuse_address=True,
+            )
+        except OSError as error:
+            raise OSError(f"cannot listen for {self.name} on {self.address}: {error.strerror}") from None
+        log.info("listening: %s on %s%s", self.name, self.bound, " (TLS)" if self._tls else "")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        connection = Connection(next(_connection_ids), self.name, _format_peer(peer), reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        log.debug("[%d] %s connection from %s", connection.id, self.name, connection.peer)
+        try:
+            await self._handler(connection)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as error:
+            log.debug("[%d] connection lost: %s", connection.id, error)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("[%d] %s handler failed", connection.id, self.name)
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+                pass
+
+    async def close(self) -> None:
+        """Stop accepting, give open connections a moment to finish, then cancel them."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(tuple(self._tasks), timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
+        await self._server.wait_closed()
+
+
+def _format_peer(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)

@@ -1,0 +1,168 @@
+"""The storage seam: what every door may ask of the store, and how it can fail.
+
+Invariants every implementation keeps (tests/store runs one contract suite
+against each):
+
+- UIDs in a folder are strictly increasing and never reused; `uidnext` only
+  grows. A folder's `highestmodseq` grows with every change to it, and the
+  message it touched carries the new value.
+- An account's `used_bytes` is the sum of the sizes of its messages, changed
+  in the same transaction as the message rows.
+- A message's bytes are durable (fsynced) before the row that names them is
+  committed, are stored once however many folders hold them, and go away when
+  the last reference does.
+- A change is published on `events` only after it is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
+from typing import BinaryIO, Protocol
+
+from postfach.model import (
+    Account,
+    Alias,
+    BlobRef,
+    Domain,
+    Flags,
+    Folder,
+    FolderIndex,
+    FolderStatus,
+    Forwarding,
+    MessageMeta,
+    SpecialUse,
+    Vacation,
+)
+from postfach.store.events import Subscriber, Subscription
+
+
+class StoreError(Exception):
+    """A request the store refused; the message is one sentence meant for the user."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The request contradicts what is stored (a folder that still has children, ...)."""
+
+
+class QuotaExceeded(StoreError):
+    def __init__(self, address: str, used: int, quota: int, size: int) -> None:
+        super().__init__(
+            f"the mailbox {address} is full: {used} of {quota} bytes used, "
+            f"and this message needs {size} more"
+        )
+        self.address = address
+        self.used = used
+        self.quota = quota
+        self.size = size
+
+
+class StagedBlob:
+    """Message bytes on disk, durable and parsed, that no folder holds yet (see Store.append)."""
+
+    __slots__ = ("ref", "parsed")
+
+    def __init__(self, ref: BlobRef, parsed: str) -> None:
+        self.ref = ref
+        self.parsed = parsed
+
+
+
+class FlagMode(Enum):
+    ADD = "+"
+    REMOVE = "-"
+    REPLACE = ""
+
+
+class EventBus(Protocol):
+    def subscribe(self, account_id: int, callback: Subscriber) -> Subscription: ...
+
+    def publish(self, change: object) -> None: ...
+
+
+class Store(Protocol):
+    events: EventBus
+
+    async def close(self) -> None: ...
+    async def check(self) -> None:
+        """Raise StoreError unless the store can read and write (the health endpoint asks)."""
+
+    # Domains: names are ASCII (punycode), lower case.
+    async def add_domain(self, name: str) -> Domain: ...
+    async def get_domain(self, name: str) -> Domain | None: ...
+    async def list_domains(self) -> list[Domain]: ...
+    async def remove_domain(self, name: str) -> None: ...
+
+    # Accounts: a new one gets the default folders (model.DEFAULT_FOLDERS).
+    async def add_account(self, address: str, password_hash: str, quota_bytes: int) -> Account: ...
+    async def get_account(self, address: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+    async def remove_account(self, address: str) -> None: ...
+    async def set_password_hash(self, address: str, password_hash: str) -> None: ...
+    async def set_quota(self, address: str, quota_bytes: int) -> None: ...
+    async def set_enabled(self, address: str, enabled: bool) -> None: ...
+
+    # Aliases: a source "@domain" is that domain's catch-all.
+    async def add_alias(self, source: str, target: str) -> Alias: ...
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    async def remove_alias(self, source: str, target: str) -> None: ...
+
+    # Forwarding and the autoresponder, per account.
+    async def set_forwarding(self, address: str, forwarding: Forwarding | None) -> None: ...
+    async def get_forwarding(self, address: str) -> Forwarding | None: ...
+    async def list_forwardings(self) -> dict[str, Forwarding]: ...
+    async def set_vacation(self, address: str, vacation: Vacation | None) -> None: ...
+    async def get_vacation(self, address: str) -> Vacation | None: ...
+
+    # Folders: names are full paths with "/" between levels.
+    async def list_folders(self, account_id: int) -> list[Folder]: ...
+    async def get_folder(self, account_id: int, name: str) -> Folder | None: ...
+    async def get_folder_by_id(self, folder_id: int) -> Folder | None: ...
+    async def create_folder(
+        self, account_id: int, name: str, special_use: SpecialUse | None = None
+    ) -> Folder: ...
+    async def rename_folder(self, folder_id: int, new_name: str) -> Folder: ...
+    async def delete_folder(self, folder_id: int) -> None: ...
+    async def set_subscribed(self, folder_id: int, subscribed: bool) -> None: ...
+    async def folder_status(self, folder_id: int) -> FolderStatus: ...
+
+    # Messages.
+    async def store_blob(self, data: bytes | BinaryIO) -> StagedBlob:
+        """Write the bytes durably (fsync, rename) and parse them once; idempotent."""
+
+    async def append(
+        self,
+        folder_id: int,
+        blob: StagedBlob | BlobRef,
+        flags: Flags = Flags(),
+        internal_date: datetime | None = None,
+        *,
+        enforce_quota: bool = True,
+    ) -> MessageMeta: ...
+
+    async def load_index(self, folder_id: int) -> FolderIndex: ...
+    async def get_messages(self, folder_id: int, uids: Iterable[int]) -> list[MessageMeta]: ...
+    async def set_flags(
+        self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode
+    ) -> list[MessageMeta]:
+        """Change flags; returns the messages whose flags changed, with their new modseq."""
+
+    async def expunge(self, folder_id: int, uids: Iterable[int]) -> list[int]:
+        """Remove messages; returns the uids that were there and are now gone."""
+
+    async def read_blob(self, sha256: str) -> bytes: ...
+    async def get_parsed(self, sha256: str) -> str:
+        """The message's parse cached at delivery (JSON of postfach.mime.ParsedMessage)."""
+
+    async def collect_garbage(self) -> int:
+        """Remove message files no row refers to; returns how many went."""

@@ -1,0 +1,236 @@
+"""SQLite off the event loop: one writer thread with group commit, a pool of readers.
+
+Every write is a job, a function of one connection. The writer takes all the
+jobs waiting, runs each in its own SAVEPOINT (a failing job rolls back alone),
+and commits them in one transaction: with 20 concurrent writers the fsync of
+one COMMIT is shared by up to 20 appends. Readers use WAL snapshots and never
+wait for the writer. Changes a job emits are handed to the event loop only
+after its COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from postfach.store.changes import Change
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 512
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a COMMIT is on disk when it returns, so an acknowledged message survives power loss too.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the schema files newer than the database's user_version, each in one transaction."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    scripts = sorted(
+        (int(entry.name.split("_", 1)[0]), entry)
+        for entry in resources.files("postfach.store.sql").joinpath("sqlite").iterdir()
+        if entry.name.endswith(".sql")
+    )
+    for version, entry in scripts:
+        if version > current:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{entry.read_text()}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+            log.info("store schema migrated to version %d", version)
+
+
+@dataclass
+class Tx:
+    """What a write job gets: the connection, and a place to put the changes it makes."""
+
+    conn: sqlite3.Connection
+    changes: list[Change] = field(default_factory=list)
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+
+@dataclass
+class _Job:
+    run: Callable[[Tx], Any]
+    future: concurrent.futures.Future
+
+
+@dataclass
+class _Maintenance:
+    """Work that manages its own transactions, run between batches."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    future: concurrent.futures.Future
+
+
+_STOP = object()
+
+
+class Writer:
+    """The one thread that writes; `after_batch` runs in it after every commit, before anyone hears of it."""
+
+    def __init__(
+        self,
+        path: Path,
+        publish: Callable[[list[Change]], None],
+        after_batch: Callable[[sqlite3.Connection], None],
+    ) -> None:
+        self._path = path
+        self._publish = publish
+        self._after_batch = after_batch
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def submit(self, run: Callable[[Tx], T]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put(_Job(run, future))
+        return future
+
+    def submit_maintenance(self, run: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put(_Maintenance(run, future))
+        return future
+
+    def stop(self) -> None:
+        """Finish every job already submitted, then close."""
+        self._jobs.put(_STOP)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn = connect(self._path)
+        try:
+            while True:
+                item = self._jobs.get()
+                if item is _STOP:
+                    return
+                if isinstance(item, _Maintenance):
+                    self._run_maintenance(conn, item)
+                    continue
+                batch = [item]
+                # Everything that queued up while the last COMMIT was syncing joins this one.
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(item, _Job):
+                        self._jobs.put(item)  # back in the queue: it runs after this batch
+                        break
+                    batch.append(item)
+                self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_maintenance(self, conn: sqlite3.Connection, item: _Maintenance) -> None:
+        if not item.future.set_running_or_notify_cancel():
+            return
+        try:
+            item.future.set_result(item.run(conn))
+        except Exception as error:
+            item.future.set_exception(error)
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        started = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        outcomes: list[tuple[_Job, Any, list[Change], BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in started:
+                tx = Tx(conn)
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.run(tx)
+                except Exception as error:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, None, [], error))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, result, tx.changes, None))
+            conn.execute("COMMIT")
+        except Exception as error:
+            log.exception("store write batch failed; nothing of it was committed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in started:
+                job.future.set_exception(error)
+            return
+        try:
+            self._after_batch(conn)
+        except Exception:
+            log.exception("store maintenance after a commit failed; the commit stands")
+        changes = [change for _, _, job_changes, _ in outcomes for change in job_changes]
+        if changes:
+            self._publish(changes)
+        for job, result, _, error in outcomes:
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+
+
+class Readers:
+    """A few threads, each with its own read connection (WAL: readers never wait for the writer)."""
+
+    def __init__(self, path: Path, threads: int = 4) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="store-read")
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self._path)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _run(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        # One snapshot for the whole query function, so what it reads is consistent.
+        conn.execute("BEGIN")
+        try:
+            return query(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def run(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+
+    async def run_io(self, work: Callable[[], T]) -> T:
+        """Blocking file work (message files) on the same threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()

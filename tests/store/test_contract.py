@@ -1,0 +1,301 @@
+"""The rules every store keeps (store/base.py), checked through its public interface."""
+
+import asyncio
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from postfach.model import DEFAULT_FOLDERS, Flags, Forwarding, SpecialUse, SystemFlag, Vacation
+from postfach.store.base import AlreadyExists, Conflict, FlagMode, NotFound, QuotaExceeded
+from postfach.store.changes import FlagsChanged, FolderRenamed, MessagesAdded, MessagesExpunged
+from tests.support.messages import make_message
+
+
+async def append(store, folder, size=0, **options):
+    return await store.append(folder.id, await store.store_blob(make_message(size)), **options)
+
+
+def blob_files(store):
+    return sorted(path.name for path in store.blobs.root.glob("??/*"))
+
+
+# ---------------------------------------------------------------- accounts and folders
+
+
+async def test_new_mailbox_gets_default_folders_with_special_use_all_subscribed(store, account):
+    folders = {folder.name: folder for folder in await store.list_folders(account.id)}
+    assert set(folders) == {name for name, _ in DEFAULT_FOLDERS}
+    assert folders["Sent"].special_use is SpecialUse.SENT
+    assert folders["Drafts"].special_use is SpecialUse.DRAFTS
+    assert folders["Trash"].special_use is SpecialUse.TRASH
+    assert folders["Junk"].special_use is SpecialUse.JUNK
+    assert folders["Archive"].special_use is SpecialUse.ARCHIVE
+    assert folders["INBOX"].special_use is None
+    assert all(folder.subscribed for folder in folders.values())
+    assert len({folder.uidvalidity for folder in folders.values()}) == len(folders)
+
+
+async def test_duplicate_and_missing_records_are_typed_errors(store, account):
+    with pytest.raises(AlreadyExists):
+        await store.add_domain("example.com")
+    with pytest.raises(AlreadyExists):
+        await store.add_account("alice@example.com", "h", 10 << 20)
+    with pytest.raises(NotFound, match="not hosted"):
+        await store.add_account("bob@elsewhere.org", "h", 10 << 20)
+    with pytest.raises(NotFound):
+        await store.remove_account("nobody@example.com")
+    with pytest.raises(Conflict, match="still has 1 mailbox"):
+        await store.remove_domain("example.com")
+    assert await store.get_account("alice@example.com") == account
+
+
+async def test_alias_and_mailbox_cannot_share_an_address(store, account):
+    await store.add_alias("info@example.com", "alice@example.com")
+    with pytest.raises(Conflict):
+        await store.add_account("info@example.com", "h", 10 << 20)
+    with pytest.raises(Conflict):
+        await store.add_alias("alice@example.com", "someone@else.org")
+    await store.add_alias("@example.com", "alice@example.com")
+    aliases = await store.list_aliases("example.com")
+    assert [(alias.source, alias.is_catch_all) for alias in aliases] == [
+        ("@example.com", True),
+        ("info@example.com", False),
+    ]
+
+
+async def test_forwarding_and_vacation_round_trip(store, account):
+    forwarding = Forwarding(("bob@elsewhere.org", "carol@elsewhere.org"), keep_copy=True)
+    await store.set_forwarding(account.address, forwarding)
+    assert await store.get_forwarding(account.address) == forwarding
+    await store.set_forwarding(account.address, None)
+    assert await store.get_forwarding(account.address) is None
+    today = datetime.now().date()
+    vacation = Vacation(today, today + timedelta(days=7), "Away", "Back next week.\n")
+    await store.set_vacation(account.address, vacation)
+    assert await store.get_vacation(account.address) == vacation
+
+
+async def test_folder_deleted_and_created_again_gets_a_new_uidvalidity(store, account):
+    first = await store.create_folder(account.id, "Projects")
+    await store.delete_folder(first.id)
+    second = await store.create_folder(account.id, "Projects")
+    assert second.uidvalidity > first.uidvalidity
+
+
+async def test_rename_moves_children_and_inbox_stays(store, account, inbox):
+    parent = await store.create_folder(account.id, "Work")
+    child = await store.create_folder(account.id, "Work/2026")
+    changes = []
+    store.events.subscribe(account.id, changes.append)
+    await store.rename_folder(parent.id, "Job")
+    names = {folder.name for folder in await store.list_folders(account.id)}
+    assert {"Job", "Job/2026"} <= names and not {"Work", "Work/2026"} & names
+    assert (await store.get_folder_by_id(child.id)).name == "Job/2026"
+    with pytest.raises(Conflict):
+        await store.rename_folder(inbox.id, "Old")
+    with pytest.raises(Conflict):
+        await store.delete_folder(inbox.id)
+    await asyncio.sleep(0.05)
+    assert {change.new_name for change in changes if isinstance(change, FolderRenamed)} == {"Job", "Job/2026"}
+
+
+# ---------------------------------------------------------------- UIDs and modseq
+
+
+async def test_uids_strictly_increase_and_are_never_reused(store, inbox):
+    uids = [(await append(store, inbox)).uid for _ in range(5)]
+    assert uids == sorted(uids) and len(set(uids)) == 5
+    await store.expunge(inbox.id, uids[-2:])
+    later = (await append(store, inbox)).uid
+    assert later > uids[-1]
+    index = await store.load_index(inbox.id)
+    assert index.uids == [*uids[:3], later]
+    assert index.uidnext == later + 1
+
+
+async def test_concurrent_appends_get_distinct_increasing_uids(store, inbox):
+    results = await asyncio.gather(*(append(store, inbox) for _ in range(100)))
+    uids = sorted(message.uid for message in results)
+    assert uids == list(range(uids[0], uids[0] + 100))
+
+
+async def test_modseq_increases_with_every_change(store, inbox):
+    seen = [(await store.get_folder_by_id(inbox.id)).highestmodseq]
+
+    def highest():
+        return store.get_folder_by_id(inbox.id)
+
+    first = await append(store, inbox)
+    assert first.modseq > seen[-1]
+    seen.append((await highest()).highestmodseq)
+    assert seen[-1] == first.modseq
+    second = await append(store, inbox)
+    assert second.modseq > first.modseq
+    changed = await store.set_flags(inbox.id, [first.uid], Flags(SystemFlag.SEEN), FlagMode.ADD)
+    assert changed[0].modseq > second.modseq
+    assert (await highest()).highestmodseq == changed[0].modseq
+    # A STORE that changes nothing is no change: no new modseq.
+    assert await store.set_flags(inbox.id, [first.uid], Flags(SystemFlag.SEEN), FlagMode.ADD) == []
+    assert (await highest()).highestmodseq == changed[0].modseq
+    await store.expunge(inbox.id, [second.uid])
+    assert (await highest()).highestmodseq > changed[0].modseq
+    index = await store.load_index(inbox.id)
+    assert index.modseqs == [changed[0].modseq]
+
+
+async def test_flag_modes_and_keywords(store, inbox):
+    message = await append(store, inbox, flags=Flags(SystemFlag.DRAFT, frozenset({"$Label1"})))
+    uid = message.uid
+    await store.set_flags(inbox.id, [uid], Flags(SystemFlag.SEEN | SystemFlag.FLAGGED, frozenset({"Work"})), FlagMode.ADD)
+    await store.set_flags(inbox.id, [uid], Flags(SystemFlag.DRAFT, frozenset({"$Label1"})), FlagMode.REMOVE)
+    [stored] = await store.get_messages(inbox.id, [uid])
+    assert stored.flags == Flags(SystemFlag.SEEN | SystemFlag.FLAGGED, frozenset({"Work"}))
+    await store.set_flags(inbox.id, [uid], Flags(SystemFlag.ANSWERED), FlagMode.REPLACE)
+    index = await store.load_index(inbox.id)
+    assert index.system_flags == [SystemFlag.ANSWERED] and index.keywords == {}
+
+
+async def test_internal_date_keeps_its_zone(store, inbox):
+    zone = timezone(timedelta(hours=-7, minutes=-30))
+    when = datetime(2024, 2, 29, 23, 59, 58, tzinfo=zone)
+    message = await append(store, inbox, internal_date=when)
+    [stored] = await store.get_messages(inbox.id, [message.uid])
+    assert stored.internal_date == when and stored.internal_date.utcoffset() == zone.utcoffset(None)
+
+
+# ---------------------------------------------------------------- quota
+
+
+async def test_quota_is_enforced_and_a_refused_append_stores_nothing(store, account, inbox):
+    await store.set_quota(account.address, 6 * 1024 * 1024)
+    await append(store, inbox, size=5 * 1024 * 1024)
+    before = await store.folder_status(inbox.id)
+    with pytest.raises(QuotaExceeded) as refused:
+        await append(store, inbox, size=2 * 1024 * 1024)
+    assert "is full" in str(refused.value)
+    assert await store.folder_status(inbox.id) == before
+    # Moving to Trash must never fail on quota: the caller can say so.
+    trash = await store.get_folder(account.id, "Trash")
+    await append(store, trash, size=2 * 1024 * 1024, enforce_quota=False)
+
+
+async def test_quota_accounting_is_exact_under_concurrent_appends_and_deletes(store, account, inbox):
+    rng = random.Random(7)
+    archive = await store.get_folder(account.id, "Archive")
+    sizes = [rng.randrange(100, 20_000) for _ in range(120)]
+    appended = await asyncio.gather(
+        *(append(store, rng.choice([inbox, archive]), size=size) for size in sizes)
+    )
+    doomed = rng.sample(appended, 60)
+    await asyncio.gather(
+        *(store.expunge(message.folder_id, [message.uid]) for message in doomed),
+        *(append(store, inbox, size=size) for size in sizes[:30]),
+    )
+    remaining = [m for folder in (inbox, archive) for m in await _all_messages(store, folder)]
+    used = (await store.get_account(account.address)).used_bytes
+    assert used == sum(message.size for message in remaining)
+    assert len(remaining) == 120 - 60 + 30
+
+
+async def _all_messages(store, folder):
+    index = await store.load_index(folder.id)
+    return await store.get_messages(folder.id, index.uids)
+
+
+async def test_a_failing_write_does_not_take_its_batch_down(store, account, inbox):
+    await store.set_quota(account.address, 5 * 1024 * 1024 + 50_000)
+    results = await asyncio.gather(
+        *(append(store, inbox, size=size) for size in [1000] * 20 + [6 * 1024 * 1024] + [1000] * 20),
+        return_exceptions=True,
+    )
+    failures = [result for result in results if isinstance(result, Exception)]
+    assert len(failures) == 1 and isinstance(failures[0], QuotaExceeded)
+    assert (await store.folder_status(inbox.id)).messages == 40
+
+
+# ---------------------------------------------------------------- message files
+
+
+async def test_one_file_for_many_recipients_and_it_goes_with_the_last_reference(store):
+    await store.add_domain("example.com")
+    inboxes = []
+    for number in range(50):
+        account = await store.add_account(f"user{number}@example.com", "h", 10 << 20)
+        inboxes.append(await store.get_folder(account.id, "INBOX"))
+    blob = await store.store_blob(make_message(3000))
+    messages = await asyncio.gather(*(store.append(inbox.id, blob) for inbox in inboxes))
+    assert blob_files(store) == [blob.ref.sha256]
+    assert await store.read_blob(blob.ref.sha256) == await store.read_blob(messages[0].blob.sha256)
+    for message in messages[:-1]:
+        await store.expunge(message.folder_id, [message.uid])
+    assert blob_files(store) == [blob.ref.sha256]
+    await store.expunge(messages[-1].folder_id, [messages[-1].uid])
+    assert blob_files(store) == []
+    with pytest.raises(NotFound):
+        await store.get_parsed(blob.ref.sha256)
+
+
+async def test_removing_a_mailbox_releases_its_files_and_leaves_shared_ones(store, inbox, account):
+    bob = await store.add_account("bob@example.com", "h", 10 << 20)
+    bob_inbox = await store.get_folder(bob.id, "INBOX")
+    shared = await store.store_blob(make_message())
+    own = await store.store_blob(make_message())
+    await store.append(inbox.id, shared)
+    await store.append(inbox.id, own)
+    await store.append(bob_inbox.id, shared)
+    await store.remove_account(account.address)
+    assert blob_files(store) == [shared.ref.sha256]
+    assert await store.get_account(account.address) is None
+
+
+async def test_the_same_content_stored_again_after_collection_is_written_anew(store, inbox):
+    data = make_message()
+    first = await store.append(inbox.id, await store.store_blob(data))
+    await store.expunge(inbox.id, [first.uid])
+    assert blob_files(store) == []
+    again = await store.append(inbox.id, await store.store_blob(data))
+    assert await store.read_blob(again.blob.sha256) == data
+
+
+async def test_garbage_collection_removes_crash_leftovers(store, inbox):
+    kept = await append(store, inbox)
+    orphan = store.blobs.path("ab" * 32)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"written by an append that crashed before its commit")
+    assert await store.collect_garbage() == 1
+    assert blob_files(store) == [kept.blob.sha256]
+
+
+async def test_parse_is_cached_with_the_file(store, inbox):
+    data = b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nFrom: A <a@example.org>\r\n\r\nHallo\r\n"
+    message = await store.append(inbox.id, await store.store_blob(data))
+    parsed = await store.get_parsed(message.blob.sha256)
+    assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in parsed
+
+
+# ---------------------------------------------------------------- change events
+
+
+async def test_changes_are_published_after_commit_and_only_for_committed_work(store, account, inbox):
+    changes = []
+    store.events.subscribe(account.id, changes.append)
+    message = await append(store, inbox)
+    await store.set_flags(inbox.id, [message.uid], Flags(SystemFlag.SEEN), FlagMode.ADD)
+    await store.set_quota(account.address, 5 * 1024 * 1024)
+    with pytest.raises(QuotaExceeded):
+        await append(store, inbox, size=6 * 1024 * 1024)
+    await store.expunge(inbox.id, [message.uid])
+    assert [type(change) for change in changes] == [MessagesAdded, FlagsChanged, MessagesExpunged]
+    assert all(change.folder_id == inbox.id and change.uids == (message.uid,) for change in changes)
+
+
+async def test_changes_reach_only_the_subscribers_of_that_account(store, account, inbox):
+    bob = await store.add_account("bob@example.com", "h", 10 << 20)
+    alice_sees, bob_sees = [], []
+    store.events.subscribe(account.id, alice_sees.append)
+    subscription = store.events.subscribe(bob.id, bob_sees.append)
+    await append(store, inbox)
+    subscription.close()
+    await append(store, await store.get_folder(bob.id, "INBOX"))
+    assert len(alice_sees) == 1 and bob_sees == []
