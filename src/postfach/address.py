@@ -46,7 +46,7 @@ def normalize_address(text: str) -> str:
     """The stored form of a mail address (local@ascii-domain, lower case), or AddressError."""
     address = text.strip()
     local, at, domain = address.rpartition("@")
-    if not at or not local:
+    if not at or not local or not domain.strip():
         raise AddressError(f"{text!r} is not a mail address (expected name@domain)")
     if not _DOT_ATOM.fullmatch(local):
         raise AddressError(f"{text!r} is not a valid mail address (bad characters before the @)")

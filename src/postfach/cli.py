@@ -169,8 +169,8 @@ async def _domain_remove(p: Provisioning, args) -> None:
 
 
 async def _domain_list(p: Provisioning, args) -> None:
-    for domain in await p.list_domains():
-        print(display_domain(domain.name))
+    for name in sorted(display_domain(domain.name) for domain in await p.list_domains()):
+        print(name)
 
 
 async def _mailbox_add(p: Provisioning, args) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ class Listener:
                 reuse_address=True,
             )
         except OSError as error:
-            raise OSError(f"cannot listen for {self.name} on {self.address}: {error.strerror}") from None
+            raise OSError(f"cannot listen for {self.name} on {self.address}: {os_reason(error)}") from None
         log.info("listening: %s on %s%s", self.name, self.bound, " (TLS)" if self._tls else "")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -109,6 +110,11 @@ class Listener:
             if pending:
                 await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
         await self._server.wait_closed()
+
+
+def os_reason(error: OSError) -> str:
+    """The system's short text for an error ("Address already in use"), without asyncio's wrapping."""
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 def _format_peer(peer: object) -> str:

@@ -1,14 +1,18 @@
 """Content-addressed message files: blobs/<sha256[:2]>/<sha256>.
 
-A file is written to tmp/, fsynced, renamed into place and its directory
-fsynced, so after `write` returns the bytes survive a crash; only then may a
-row naming it be committed. Identical content is stored once. Files are
-blocking I/O: callers run these methods off the event loop.
+A file is written to tmp/ and renamed into place, so no reader ever sees half
+a file, and `write` returns only once it is durable. Durability is a group
+sync: one syncfs(2) makes every file written before it durable, data and
+directory entries alike, so concurrent writers share one flush instead of
+paying two fsyncs (file and directory) each. Identical content is stored
+once. Files are blocking I/O: callers run these methods off the event loop,
+on enough threads for writers to wait together.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import mmap
 import os
@@ -24,10 +28,16 @@ from postfach.model import BlobRef
 _CHUNK = 1 << 20
 
 
-def _fsync_dir(path: Path) -> None:
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _syncfs(path: Path) -> None:
+    """Flush every file and directory of the file system holding `path` to stable storage."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        if _libc.syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs of {path} failed: {os.strerror(error)}")
     finally:
         os.close(fd)
 
@@ -40,6 +50,7 @@ class FileBlobStore:
         # Held while a file is reused for new content (write) or removed (remove_if_stale), so
         # that garbage collection never deletes a file that an append is about to reference.
         self.lock = threading.Lock()
+        self._group_sync = GroupSync(lambda: _syncfs(self.root))
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -55,15 +66,16 @@ class FileBlobStore:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
             sha256 = digest.hexdigest()
             final = self.path(sha256)
             with self.lock:
-                if self._touch(final):
-                    os.unlink(tmp_name)
-                else:
-                    self._place(Path(tmp_name), final)
+                placed = not self._touch(final)
+                if placed:
+                    final.parent.mkdir(exist_ok=True)
+                    os.replace(tmp_name, final)
+            if not placed:
+                os.unlink(tmp_name)
+            self._group_sync.sync()
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
@@ -76,14 +88,6 @@ class FileBlobStore:
         except FileNotFoundError:
             return False
         return True
-
-    def _place(self, tmp: Path, final: Path) -> None:
-        shard = final.parent
-        if not shard.is_dir():
-            shard.mkdir(exist_ok=True)
-            _fsync_dir(self.root)
-        os.replace(tmp, final)
-        _fsync_dir(shard)
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
@@ -133,6 +137,40 @@ class FileBlobStore:
         for entry in os.scandir(self._tmp):
             if entry.stat().st_mtime < cutoff:
                 yield Path(entry.path)
+
+
+class GroupSync:
+    """Leader and followers: a caller's sync() returns after a flush that began after its call.
+
+    Whoever finds no flush running flushes for everyone who asked so far; the others
+    wait, and go again themselves if the flush they waited for began before they asked.
+    """
+
+    def __init__(self, flush) -> None:
+        self._flush = flush
+        self._condition = threading.Condition()
+        self._requested = 0  # tickets handed out
+        self._covered = 0  # every ticket up to this one is flushed
+        self._flushing = False
+
+    def sync(self) -> None:
+        with self._condition:
+            self._requested += 1
+            ticket = self._requested
+            while self._covered < ticket:
+                if self._flushing:
+                    self._condition.wait()
+                    continue
+                self._flushing = True
+                covers = self._requested
+                self._condition.release()
+                try:
+                    self._flush()
+                finally:
+                    self._condition.acquire()
+                    self._flushing = False
+                    self._condition.notify_all()
+                self._covered = max(self._covered, covers)
 
 
 def _chunks(data: bytes | BinaryIO) -> Iterator[bytes]:

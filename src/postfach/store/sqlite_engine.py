@@ -195,12 +195,14 @@ class Writer:
 class Readers:
     """A few threads, each with its own read connection (WAL: readers never wait for the writer)."""
 
-    def __init__(self, path: Path, threads: int = 4) -> None:
+    def __init__(self, path: Path, threads: int = 4, io_threads: int = 16) -> None:
         self._path = path
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="store-read")
+        # Message file writers mostly wait for a shared flush: many threads, so many can wait at once.
+        self._io_pool = concurrent.futures.ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -225,10 +227,11 @@ class Readers:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
 
     async def run_io(self, work: Callable[[], T]) -> T:
-        """Blocking file work (message files) on the same threads."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        """Blocking file work (message files)."""
+        return await asyncio.get_running_loop().run_in_executor(self._io_pool, work)
 
     def close(self) -> None:
+        self._io_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         with self._lock:
             for conn in self._connections:

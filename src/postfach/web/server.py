@@ -11,6 +11,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
 from postfach.config import ListenAddress
+from postfach.net import os_reason
 from postfach.store.base import Store
 from postfach.web.app import build_app
 
@@ -51,7 +52,7 @@ class WebServer:
             sock.listen(1024)
         except OSError as error:
             sock.close()
-            raise OSError(f"cannot listen for http on {self.address}: {error.strerror}") from None
+            raise OSError(f"cannot listen for http on {self.address}: {os_reason(error)}") from None
         self.bound = ListenAddress(self.address.host, sock.getsockname()[1])
         config = _HypercornConfig(self._context)
         config.bind = [f"fd://{sock.detach()}"]

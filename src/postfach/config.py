@@ -1,0 +1,620 @@
+"""Postfach's settings: read once from a TOML file and the environment, validated, frozen.
+
+Where a setting comes from, weakest first:
+
+1. the embedded default (no file at all): data under ./data, every listener
+   on 0.0.0.0 at `DEFAULT_PORTS`, SQLite in the data directory;
+2. the config file (`--config FILE` or `POSTFACH_CONFIG`); a listener the
+   file leaves out is not started;
+3. the environment: one `POSTFACH_*` variable per setting (`SETTINGS[k].env`),
+   e.g. `POSTFACH_LISTEN_IMAP=127.0.0.1:0`; an empty value clears an optional
+   setting (turns a listener off).
+
+Invariants of a `Config` that `load_config` returns:
+
+- every path is absolute; relative paths in the file are relative to the
+  file's directory, relative paths in the environment to the working directory;
+- the data directory exists and a file could be created in it;
+- `listen` holds exactly the listeners to start, no two on the same address
+  (port 0, "any free port", excepted);
+- `tls_cert` and `tls_key` are both None or both name files that load together;
+- `store_url` is normalised: "sqlite:///abs/path" (empty authority, absolute path).
+
+Every mistake is reported, not only the first: `ConfigError.problems` holds one
+sentence per mistake, each naming where it is (file and key, or variable).
+
+To add a setting: add a row to `SETTINGS` (dotted key, TOML type, parser),
+a field to `Config`, and a line in `_build`. A new table exists as soon as a
+row's key names it (e.g. "limits.max_message_bytes").
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import tempfile
+import tomllib
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import idna
+
+ENV_PREFIX = "POSTFACH_"
+CONFIG_ENV = "POSTFACH_CONFIG"
+# POSTFACH_* variables that are not settings; every other unknown one is an error.
+NON_SETTING_VARIABLES = frozenset({CONFIG_ENV})
+
+LISTENER_NAMES = ("imap", "imaps", "pop3", "pop3s", "smtp", "submission", "submissions", "http")
+# Unprivileged stand-ins for 143, 993, 110, 995, 25, 587, 465, 443, so that the
+# embedded default runs without root; a real deployment names its ports.
+DEFAULT_PORTS = {
+    "imap": 1143,
+    "imaps": 1993,
+    "pop3": 1110,
+    "pop3s": 1995,
+    "smtp": 2525,
+    "submission": 1587,
+    "submissions": 1465,
+    "http": 8443,
+}
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_DATA_DIR = "data"
+SQLITE_FILE_NAME = "postfach.sqlite3"
+
+
+class ConfigError(Exception):
+    """The configuration has mistakes; `problems` holds one sentence per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str  # an IPv6 address is held without brackets
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    hostname: str
+    listen: Mapping[str, ListenAddress]  # only the listeners to start, in LISTENER_NAMES order
+    tls_cert: Path | None  # None: tls.ensure_certificate makes a self-signed pair in tls_dir
+    tls_key: Path | None
+    store_url: str
+    config_file: Path | None
+
+    @property
+    def db_path(self) -> Path:
+        if not self.store_url.startswith("sqlite://"):
+            raise ValueError(f"the store {self.store_url.split(':', 1)[0]} has no database file")
+        return Path(self.store_url[len("sqlite://") :])
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+
+# --- the schema -------------------------------------------------------------
+
+
+class Invalid(ValueError):
+    """A value is wrong; the message is the rest of a sentence after "where: "."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # dotted key in the file: "hostname", "listen.imap", "tls.cert"
+    kind: type  # what TOML must give: str, int, bool or list (of strings)
+    parse: Callable[[Any, Path], Any]  # (value of `kind`, base directory) -> value; raises Invalid
+    optional: bool = False  # an empty environment value clears it
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.upper().replace(".", "_")
+
+    @property
+    def table(self) -> str | None:
+        return self.key.split(".", 1)[0] if "." in self.key else None
+
+
+def _parse_path(value: str, base: Path) -> Path:
+    if not value:
+        raise Invalid("must not be empty")
+    return Path(os.path.normpath(base / Path(value).expanduser()))
+
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _dns_name_problem(name: str) -> str | None:
+    """Why `name` (ASCII, lower case, no trailing dot) is not a DNS host name, or None."""
+    if len(name) > 253:
+        return "longer than 253 characters"
+    labels = name.split(".")
+    for label in labels:
+        if not label:
+            return "empty label"
+        if len(label) > 63:
+            return f'label "{label[:20]}..." is longer than 63 characters'
+        if not _LABEL.match(label):
+            if label.startswith("-") or label.endswith("-"):
+                return f'label "{label}" starts or ends with a hyphen'
+            return f'label "{label}" has characters other than letters, digits and hyphens'
+    if labels[-1].isdigit():
+        return "the last label is all digits"
+    return None
+
+
+def _normalise_dns_name(value: str) -> str:
+    """Lower case, no trailing dot, IDN as punycode; raises Invalid for a bad name."""
+    if not value:
+        raise Invalid("must not be empty")
+    name = value[:-1] if value.endswith(".") else value
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise Invalid(f'"{value}" is not a valid DNS name ({exc})') from None
+    name = name.lower()
+    problem = _dns_name_problem(name)
+    if problem:
+        raise Invalid(f'"{value}" is not a valid DNS name ({problem})')
+    return name
+
+
+def _parse_hostname(value: str, base: Path) -> str:
+    return _normalise_dns_name(value)
+
+
+def _parse_listen(value: str, base: Path) -> ListenAddress:
+    def bad(reason: str) -> Invalid:
+        return Invalid(f'"{value}" is not a valid host:port ({reason})')
+
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            raise bad("missing closing bracket")
+        host, rest = value[1:close], value[close + 1 :]
+        if not rest.startswith(":"):
+            raise bad("port missing" if not rest else "expected ':' after the closing bracket")
+        port_text = rest[1:]
+        try:
+            host = ipaddress.IPv6Address(host).compressed
+        except ValueError:
+            raise bad(f'"{host}" in brackets is not an IPv6 address') from None
+    else:
+        if ":" not in value:
+            raise bad("port missing")
+        host, port_text = value.rsplit(":", 1)
+        if ":" in host:
+            raise bad("IPv6 addresses must be in brackets, e.g. [::1]:143")
+        if not host:
+            raise bad("host missing")
+        if re.fullmatch(r"[0-9.]+", host):
+            try:
+                host = str(ipaddress.IPv4Address(host))
+            except ValueError:
+                raise bad(f'"{host}" is not an IPv4 address') from None
+        else:
+            try:
+                host = _normalise_dns_name(host)
+            except Invalid:
+                raise bad(f'"{host}" is not an IP address or DNS name') from None
+    if not port_text:
+        raise bad("port missing")
+    if not port_text.isascii() or not port_text.isdigit():
+        raise bad("port must be a number")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise bad("port must be 0 to 65535")
+    return ListenAddress(host, port)
+
+
+def _parse_store_url(value: str, base: Path) -> str:
+    scheme, colon, rest = value.partition(":")
+    if not colon or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        example = f"sqlite:///var/lib/postfach/{SQLITE_FILE_NAME}"
+        raise Invalid(f'"{value}" is not a store URL (expected e.g. {example})')
+    scheme = scheme.lower()
+    if scheme.split("+")[0] in ("postgresql", "postgres"):
+        # The URL may hold a password: never echo it.
+        raise Invalid("postgresql: store URLs are not supported yet")
+    if scheme != "sqlite":
+        raise Invalid(f'unknown store URL scheme "{scheme}" (supported: sqlite)')
+    if rest.startswith("//"):
+        # sqlite:///abs/path: the authority (between // and /) must be empty.
+        authority, slash, path = rest[2:].partition("/")
+        if authority or not slash:
+            raise Invalid(f'"{value}" names a host; use sqlite:///absolute/path or sqlite:relative/path')
+        path = "/" + path
+    else:
+        path = rest
+    if path in ("", "/"):
+        raise Invalid(f'"{value}" names no database file')
+    return "sqlite://" + str(_parse_path(path, base))
+
+
+SETTINGS: dict[str, Setting] = {
+    setting.key: setting
+    for setting in [
+        Setting("data_dir", str, _parse_path),
+        Setting("hostname", str, _parse_hostname),
+        *(Setting(f"listen.{name}", str, _parse_listen, optional=True) for name in LISTENER_NAMES),
+        Setting("tls.cert", str, _parse_path, optional=True),
+        Setting("tls.key", str, _parse_path, optional=True),
+        Setting("store.url", str, _parse_store_url),
+    ]
+}
+TABLES = sorted({s.table for s in SETTINGS.values() if s.table})
+
+_TOML_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "a table"}
+_EXAMPLES = {"listen": ' like "host:port"'}
+
+
+# --- reading ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Raw:
+    value: Any  # of the setting's kind; None: cleared by an empty environment value
+    origin: str  # "file: key", "POSTFACH_X" or "key (default)"
+    base: Path  # relative paths are relative to this
+
+
+def find_config_file(cli_path: str | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: --config wins, then POSTFACH_CONFIG; None means the embedded default."""
+    if cli_path:
+        return Path(cli_path)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"a boolean {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"an integer {value}"
+    if isinstance(value, float):
+        return f"a float {value}"
+    if isinstance(value, str):
+        return f'a string "{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"
+
+
+def _has_kind(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, kind)
+
+
+def _suggest(word: str, choices: list[str], fmt: Callable[[str], str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f" (did you mean {fmt(close[0])}?)"
+    return f" (known: {', '.join(fmt(c) for c in choices)})"
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        problems.append(f"{path}: cannot read the config file: {_os_reason(exc)}")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = f"byte {data[exc.start]:#04x} at offset {exc.start}"
+        problems.append(f"{path}: the config file is not valid UTF-8 ({bad})")
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        problems.append(f"{path}: not valid TOML: {message[:1].lower()}{message[1:]}")
+        return None
+
+
+def _collect_file(document: dict[str, Any], path: Path, raw: dict[str, _Raw], problems: list[str]) -> None:
+    base = path.parent
+    top_keys = [s.key for s in SETTINGS.values() if s.table is None]
+    for name, value in document.items():
+        if name in TABLES:
+            if not isinstance(value, dict):
+                problems.append(f"{path}: {name}: expected a table, got {_describe(value)}")
+                continue
+            known = [s.key.split(".", 1)[1] for s in SETTINGS.values() if s.table == name]
+            for key, item in value.items():
+                if key not in known:
+                    suggestion = _suggest(key, known, lambda k: f'"{name}.{k}"')
+                    problems.append(f'{path}: unknown key "{name}.{key}" in [{name}]{suggestion}')
+                else:
+                    _take(SETTINGS[f"{name}.{key}"], item, path, base, raw, problems)
+        elif name in SETTINGS:
+            _take(SETTINGS[name], value, path, base, raw, problems)
+        elif isinstance(value, dict):
+            problems.append(f"{path}: unknown table [{name}]{_suggest(name, TABLES, lambda t: f'[{t}]')}")
+        else:
+            suggestion = _suggest(name, top_keys + TABLES, lambda k: f'"{k}"')
+            problems.append(f'{path}: unknown key "{name}"{suggestion}')
+
+
+def _take(setting: Setting, value: Any, path: Path, base: Path, raw: dict[str, _Raw], problems: list[str]) -> None:
+    origin = f"{path}: {setting.key}"
+    if not _has_kind(value, setting.kind):
+        example = _EXAMPLES.get(setting.table or "", "")
+        problems.append(f"{origin}: expected {_TOML_TYPE_NAMES[setting.kind]}{example}, got {_describe(value)}")
+        return
+    raw[setting.key] = _Raw(value, origin, base)
+
+
+def _from_env_text(setting: Setting, text: str) -> Any:
+    if setting.kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise Invalid(f'"{text}" is not a whole number') from None
+    if setting.kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise Invalid(f'"{text}" is not true or false')
+    if setting.kind is list:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _collect_environ(
+    environ: Mapping[str, str], raw: dict[str, _Raw], shadowed: list[tuple[str, _Raw]], problems: list[str]
+) -> None:
+    by_env = {s.env: s for s in SETTINGS.values()}
+    cwd = Path.cwd()
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_VARIABLES:
+            continue
+        setting = by_env.get(name)
+        if setting is None:
+            known = sorted(NON_SETTING_VARIABLES | set(by_env))
+            problems.append(f"unknown environment variable {name}{_suggest(name, known, str)}")
+            continue
+        text = environ[name]
+        try:
+            value = None if text == "" and setting.optional else _from_env_text(setting, text)
+        except Invalid as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if setting.key in raw:
+            # The value it replaces is still checked: the file should be right on its own.
+            shadowed.append((setting.key, raw[setting.key]))
+        raw[setting.key] = _Raw(value, name, cwd)
+
+
+# --- checks across settings -------------------------------------------------
+
+
+def _default_hostname() -> str:
+    # getfqdn() can give a name that is not a DNS name (a container id with
+    # underscores, say); a server must always have some valid name.
+    try:
+        return _normalise_dns_name(socket.getfqdn())
+    except Invalid:
+        return "localhost"
+
+
+def _listener_clash(a: ListenAddress, b: ListenAddress) -> bool:
+    if a.port != b.port or a.port == 0:
+        return False
+    if a.host == b.host:
+        return True
+    # A wildcard holds the port on every address of its family, so a specific
+    # address of that family cannot bind it too. (asyncio sets IPV6_V6ONLY, so
+    # "::" and "0.0.0.0" do not clash with each other.)
+    for wild, other in ((a.host, b.host), (b.host, a.host)):
+        if wild in ("0.0.0.0", "::"):
+            try:
+                family = ipaddress.ip_address(other).version
+            except ValueError:
+                return True  # a name may resolve to any address of either family
+            if family == ipaddress.ip_address(wild).version:
+                return True
+    return False
+
+
+def _check_listeners(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str]) -> None:
+    seen: list[tuple[str, ListenAddress]] = []
+    for name in LISTENER_NAMES:
+        address = values.get(f"listen.{name}")
+        if address is None:
+            continue
+        for other_name, other in seen:
+            if _listener_clash(address, other):
+                origin = raw[f"listen.{name}"].origin
+                problems.append(f'{origin}: "{address}" clashes with the {other_name} listener ("{other}")')
+                break
+        else:
+            seen.append((name, address))
+
+
+def _check_tls(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str]) -> None:
+    cert, key = values.get("tls.cert"), values.get("tls.key")
+    if cert is not None and key is None:
+        if "tls.key" not in raw or raw["tls.key"].value is None:
+            origin = raw["tls.cert"].origin
+            problems.append(f"{origin}: a certificate is set without a key; set tls.key or POSTFACH_TLS_KEY too")
+        return
+    if key is not None and cert is None:
+        if "tls.cert" not in raw or raw["tls.cert"].value is None:
+            origin = raw["tls.key"].origin
+            problems.append(f"{origin}: a key is set without a certificate; set tls.cert or POSTFACH_TLS_CERT too")
+        return
+    if cert is None:
+        return
+    readable = True
+    for what, path, setting_key in (("certificate", cert, "tls.cert"), ("key", key, "tls.key")):
+        try:
+            with open(path, "rb") as file:
+                file.read(1)
+        except OSError as exc:
+            origin = raw[setting_key].origin
+            problems.append(f'{origin}: {what} file "{path}" cannot be read: {_os_reason(exc)}')
+            readable = False
+    if not readable:
+        return
+    asked_for_password = False
+
+    def no_password() -> bytes:
+        nonlocal asked_for_password
+        asked_for_password = True
+        return b""  # never prompt on the terminal
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=no_password)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        if asked_for_password:
+            reason = "the key is encrypted; postfach needs an unencrypted key"
+        else:
+            reason = _ssl_reason(exc)
+        origin = raw["tls.cert"].origin
+        problems.append(f'{origin}: certificate "{cert}" and key "{key}" do not load together ({reason})')
+
+
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+def _ssl_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    if reason:
+        return reason.lower().replace("_", " ")
+    return str(exc).lower()
+
+
+def _prepare_data_dir(path: Path, origin: str, problems: list[str]) -> list[Path]:
+    """Create `path` if missing and prove it writable; returns the directories created."""
+    def exists(p: Path) -> bool:
+        try:
+            p.stat()
+        except OSError:
+            return False
+        return True
+
+    missing = []
+    probe = path
+    while not exists(probe) and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    if exists(path) and not path.is_dir():
+        problems.append(f'{origin}: the data directory "{path}" is not a directory')
+        return []
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problems.append(f'{origin}: cannot create the data directory "{path}": {_os_reason(exc)}')
+        return []
+    created = [p for p in missing if p.is_dir()]  # deepest first
+    try:
+        fd, probe_name = tempfile.mkstemp(prefix=".postfach-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe_name)
+    except OSError as exc:
+        problems.append(f'{origin}: the data directory "{path}" is not writable: {_os_reason(exc)}')
+    return created
+
+
+# --- loading ----------------------------------------------------------------
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read, check and freeze the settings; raises ConfigError naming every mistake.
+
+    Creates the data directory if it is missing (and removes what it created
+    again if the configuration turns out to be wrong).
+    """
+    problems: list[str] = []
+    raw: dict[str, _Raw] = {}
+    cwd = Path.cwd()
+    config_file = None
+    file_read = True
+    if path is None:
+        for name in LISTENER_NAMES:
+            raw[f"listen.{name}"] = _Raw(f"{DEFAULT_HOST}:{DEFAULT_PORTS[name]}", f"listen.{name} (default)", cwd)
+        raw["data_dir"] = _Raw(DEFAULT_DATA_DIR, "data_dir (default)", cwd)
+    else:
+        config_file = Path(os.path.abspath(path))
+        raw["data_dir"] = _Raw(DEFAULT_DATA_DIR, f"{config_file}: data_dir (default)", config_file.parent)
+        document = _read_toml(config_file, problems)
+        if document is None:
+            file_read = False
+        else:
+            _collect_file(document, config_file, raw, problems)
+    shadowed: list[tuple[str, _Raw]] = []
+    _collect_environ(environ, raw, shadowed, problems)
+
+    values: dict[str, Any] = {}
+    for key, item in [*shadowed, *raw.items()]:
+        if item.value is None:
+            continue
+        try:
+            value = SETTINGS[key].parse(item.value, item.base)
+        except Invalid as exc:
+            problems.append(f"{item.origin}: {exc}")
+            continue
+        if raw[key] is item:
+            values[key] = value
+    if not file_read:
+        # Checks across settings would judge a configuration the operator did not write.
+        raise ConfigError(problems)
+
+    _check_listeners(values, raw, problems)
+    _check_tls(values, raw, problems)
+    created: list[Path] = []
+    if "data_dir" in values:
+        created = _prepare_data_dir(values["data_dir"], raw["data_dir"].origin, problems)
+    if problems:
+        for directory in created:  # nothing half-done is left behind
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
+        raise ConfigError(problems)
+    return _build(values, config_file)
+
+
+def _build(values: dict[str, Any], config_file: Path | None) -> Config:
+    data_dir: Path = values["data_dir"]
+    listen = {name: values[f"listen.{name}"] for name in LISTENER_NAMES if f"listen.{name}" in values}
+    return Config(
+        data_dir=data_dir,
+        hostname=values.get("hostname") or _default_hostname(),
+        listen=types.MappingProxyType(listen),
+        tls_cert=values.get("tls.cert"),
+        tls_key=values.get("tls.key"),
+        store_url=values.get("store.url") or f"sqlite://{data_dir / SQLITE_FILE_NAME}",
+        config_file=config_file,
+    )

@@ -1,0 +1,218 @@
+"""Certificates and TLS contexts: every door speaks TLS 1.2 or 1.3 with forward secrecy only.
+
+Invariants:
+
+- a configured certificate is used as it is, never rewritten;
+- without one, a self-signed pair lives in `config.tls_dir`; it always names
+  the configured host name (plus localhost, 127.0.0.1 and ::1), is valid for
+  at least `RENEW_BEFORE` more, and its key matches it; anything else is
+  regenerated on the next start;
+- the key file is mode 0600 from the moment it exists; both files are
+  replaced atomically (temp file, fsync, rename, fsync of the directory), key
+  first, so a crash leaves the old pair, or a new key with an old certificate,
+  which the key check above then repairs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import ssl
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from postfach.config import Config
+
+SELF_SIGNED_CERT = "selfsigned-cert.pem"
+SELF_SIGNED_KEY = "selfsigned-key.pem"
+DEFAULT_VALIDITY = timedelta(days=730)
+RENEW_BEFORE = timedelta(days=30)
+# RSA rather than ECDSA: old mail clients (and some appliances that relay
+# through us) still cannot verify ECDSA server certificates.
+RSA_KEY_BITS = 2048
+LOOPBACK_NAMES = ("localhost",)
+LOOPBACK_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+# TLS 1.2 suites: ephemeral ECDH key exchange (forward secrecy) with an AEAD
+# cipher only; no static-RSA key exchange, no CBC (Lucky13-style padding
+# oracles), no finite-field DHE (we ship no DH parameters, and small-group
+# DHE is what Logjam broke). TLS 1.3 suites are all ECDHE + AEAD already and
+# Python 3.11 cannot restrict them further, so OpenSSL's defaults stand.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+
+
+# --- certificates -----------------------------------------------------------
+
+
+def ensure_certificate(config: Config) -> tuple[Path, Path]:
+    """The (certificate, key) to serve: the configured pair, or a self-signed one made on demand."""
+    if config.tls_cert is not None and config.tls_key is not None:
+        return config.tls_cert, config.tls_key
+    tls_dir = config.tls_dir
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert_path, key_path = tls_dir / SELF_SIGNED_CERT, tls_dir / SELF_SIGNED_KEY
+    # Several worker processes may start at once: one generates, the others
+    # then find a good pair. Without the lock two writers could leave one's
+    # key next to the other's certificate.
+    with open(tls_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not self_signed_is_current(cert_path, key_path, config.hostname):
+                write_self_signed_certificate(config.hostname, cert_path, key_path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return cert_path, key_path
+
+
+def self_signed_is_current(cert_path: Path, key_path: Path, hostname: str, *, now: datetime | None = None) -> bool:
+    """True if the pair exists, belongs together, names `hostname` and is not about to expire."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        return False
+    if cert.not_valid_after_utc - now < RENEW_BEFORE or cert.not_valid_before_utc > now:
+        return False
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return hostname in names.get_values_for_type(x509.DNSName)
+
+
+def write_self_signed_certificate(
+    hostname: str,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    valid_for: timedelta = DEFAULT_VALIDITY,
+) -> None:
+    """Generate an RSA key and a self-signed server certificate for `hostname` and write both."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    now = datetime.now(timezone.utc)
+    dns_names = [hostname] + [name for name in LOOPBACK_NAMES if name != hostname]
+    # A common name is limited to 64 characters; clients match on the SAN anyway.
+    common_name = hostname if len(hostname) <= 64 else "postfach"
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Postfach self-signed"),
+        ]
+    )
+    public_key = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))  # tolerate clients whose clock is a little behind
+        .not_valid_after(now + valid_for)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in dns_names] + [x509.IPAddress(ip) for ip in LOOPBACK_ADDRESSES]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_atomically(key_path, key_pem, mode=0o600)
+    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    # mkstemp creates the file 0600, so the key is never readable by others,
+    # not even for a moment; fchmod then sets the final mode.
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+# --- contexts ---------------------------------------------------------------
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context for every listener (implicit TLS and STARTTLS alike).
+
+    - TLS 1.2 and 1.3 only: TLS 1.0/1.1 lack AEAD suites and are deprecated
+      by RFC 8996; RFC 8314 §4.1 asks mail servers for TLS 1.2 or later.
+    - TLS 1.2 suites per `TLS12_CIPHERS`, the server's order preferred, so
+      a client offering a weak suite first still gets a strong one.
+    - No compression (CRIME), no renegotiation (client-initiated
+      renegotiation is a cheap CPU DoS and TLS 1.3 has none anyway).
+    - No stateless session tickets: in TLS 1.2 a ticket is encrypted under
+      a key OpenSSL keeps for the life of the process and never rotates, so
+      whoever gets that key decrypts every recorded session resumed with it,
+      which defeats forward secrecy. With OP_NO_TICKET, TLS 1.2 resumes from
+      the server-side session cache and TLS 1.3 uses stateful tickets,
+      resumed with a fresh (EC)DHE exchange (psk_dhe_ke; OpenSSL refuses
+      psk_ke unless told otherwise), so mail clients that open several
+      connections still resume cheaply and forward secrecy holds.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= (
+        ssl.OP_CIPHER_SERVER_PREFERENCE
+        | ssl.OP_NO_COMPRESSION
+        | ssl.OP_NO_RENEGOTIATION
+        | ssl.OP_NO_TICKET
+        | ssl.OP_SINGLE_ECDH_USE
+    )
+    context.load_cert_chain(cert, key, password=_refuse_password)
+    return context
+
+
+def _refuse_password() -> bytes:
+    # A server cannot ask for a pass phrase at start-up; never prompt on the terminal.
+    raise ssl.SSLError("the TLS key is encrypted; postfach needs an unencrypted key")

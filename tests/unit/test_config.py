@@ -1,0 +1,555 @@
+"""config.py: the embedded default, the file, the environment, and one sentence per mistake."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from postfach.config import (
+    DEFAULT_PORTS,
+    LISTENER_NAMES,
+    Config,
+    ConfigError,
+    ListenAddress,
+    find_config_file,
+    load_config,
+)
+from postfach.tls import write_self_signed_certificate
+
+
+def write_config(directory: Path, text: str, name: str = "postfach.toml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path | None, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ or {})
+    assert str(info.value) == "\n".join(info.value.problems)
+    return info.value.problems
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "certs" / "cert.pem", tmp_path / "certs" / "key.pem"
+    cert.parent.mkdir()
+    write_self_signed_certificate("mail.example.test", cert, key)
+    return cert, key
+
+
+@pytest.fixture
+def other_pair(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "other" / "cert.pem", tmp_path / "other" / "key.pem"
+    cert.parent.mkdir()
+    write_self_signed_certificate("mail.example.test", cert, key)
+    return cert, key
+
+
+# --- the embedded default -----------------------------------------------------
+
+
+def test_embedded_default_starts_every_listener_on_the_default_ports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, {})
+
+    assert list(config.listen) == list(LISTENER_NAMES)
+    assert {name: (a.host, a.port) for name, a in config.listen.items()} == {
+        "imap": ("0.0.0.0", 1143),
+        "imaps": ("0.0.0.0", 1993),
+        "pop3": ("0.0.0.0", 1110),
+        "pop3s": ("0.0.0.0", 1995),
+        "smtp": ("0.0.0.0", 2525),
+        "submission": ("0.0.0.0", 1587),
+        "submissions": ("0.0.0.0", 1465),
+        "http": ("0.0.0.0", 8443),
+    }
+    data = Path.cwd() / "data"
+    assert config.data_dir == data and data.is_dir()
+    assert config.store_url == f"sqlite://{data}/postfach.sqlite3"
+    assert config.db_path == data / "postfach.sqlite3"
+    assert config.blob_dir == data / "blobs"
+    assert config.tls_dir == data / "tls"
+    assert config.tls_cert is None and config.tls_key is None
+    assert config.config_file is None
+    assert config.hostname  # getfqdn(), or "localhost", never empty
+
+
+def test_config_is_frozen_and_listen_is_read_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.hostname = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.listen["imap"] = ListenAddress("127.0.0.1", 1)  # type: ignore[index]
+
+
+def test_listen_address_text():
+    assert str(ListenAddress("127.0.0.1", 143)) == "127.0.0.1:143"
+    assert str(ListenAddress("::1", 143)) == "[::1]:143"
+    assert str(ListenAddress("mail.example.test", 0)) == "mail.example.test:0"
+
+
+def test_default_environ_is_the_process_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSTFACH_HOSTNAME", "from-env.example.test")
+    assert load_config(None).hostname == "from-env.example.test"
+    monkeypatch.setenv("POSTFACH_BOGUS", "1")
+    with pytest.raises(ConfigError):
+        load_config(None)
+
+
+# --- the file -----------------------------------------------------------------
+
+
+def test_file_starts_only_the_listeners_it_names(tmp_path):
+    path = write_config(
+        tmp_path,
+        """
+        hostname = "Mail.Example.TEST."
+        [listen]
+        imap = "127.0.0.1:0"
+        smtp = "[::1]:2525"
+        """,
+    )
+    config = load_config(path, {})
+    assert dict(config.listen) == {
+        "imap": ListenAddress("127.0.0.1", 0),
+        "smtp": ListenAddress("::1", 2525),
+    }
+    assert config.hostname == "mail.example.test"
+    assert config.config_file == path
+
+
+def test_file_without_listen_table_starts_no_listener(tmp_path):
+    assert dict(load_config(write_config(tmp_path, 'hostname = "mail.example.test"\n'), {}).listen) == {}
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path, monkeypatch, pair):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (tmp_path / "etc" / "certs").mkdir(parents=True)
+    for source in pair:
+        (tmp_path / "etc" / "certs" / source.name).write_bytes(source.read_bytes())
+    path = write_config(
+        tmp_path / "etc",
+        """
+        data_dir = "../var/mail"
+        [tls]
+        cert = "certs/cert.pem"
+        key = "certs/key.pem"
+        [store]
+        url = "sqlite:db/meta.sqlite3"
+        """,
+    )
+    config = load_config(path, {})
+    assert config.data_dir == tmp_path / "var" / "mail"
+    assert config.data_dir.is_dir()
+    assert config.tls_cert == tmp_path / "etc" / "certs" / "cert.pem"
+    assert config.tls_key == tmp_path / "etc" / "certs" / "key.pem"
+    assert config.store_url == f"sqlite://{tmp_path}/etc/db/meta.sqlite3"
+    assert config.db_path == tmp_path / "etc" / "db" / "meta.sqlite3"
+
+
+def test_data_dir_defaults_to_data_beside_the_config_file(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(write_config(tmp_path / "etc", ""), {})
+    assert config.data_dir == tmp_path / "etc" / "data"
+    assert config.store_url == f"sqlite://{tmp_path}/etc/data/postfach.sqlite3"
+
+
+def test_relative_config_path_becomes_absolute(tmp_path, monkeypatch):
+    write_config(tmp_path, "")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("postfach.toml"), {})
+    assert config.config_file == tmp_path / "postfach.toml"
+    assert config.data_dir == tmp_path / "data"
+
+
+def test_absolute_sqlite_url_is_kept(tmp_path):
+    db = tmp_path / "abs" / "x.sqlite3"
+    config = load_config(write_config(tmp_path, f'[store]\nurl = "sqlite://{db}"\n'), {})
+    assert config.store_url == f"sqlite://{db}"
+    assert config.store_url.startswith("sqlite:///")
+    assert config.db_path == db
+
+
+def test_unicode_hostname_is_held_as_punycode(tmp_path):
+    config = load_config(write_config(tmp_path, 'hostname = "mail.bücher.example"\n'), {})
+    assert config.hostname == "mail.xn--bcher-kva.example"
+
+
+# --- the environment ----------------------------------------------------------
+
+
+def test_environment_overrides_the_embedded_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        None,
+        {
+            "POSTFACH_LISTEN_IMAP": "127.0.0.1:0",
+            "POSTFACH_LISTEN_POP3": "",
+            "POSTFACH_LISTEN_POP3S": "",
+            "POSTFACH_DATA_DIR": "elsewhere/data",
+            "POSTFACH_HOSTNAME": "mx.example.test",
+            "POSTFACH_STORE_URL": "sqlite:meta.sqlite3",
+            "HOME": "/not/ours",  # not POSTFACH_: ignored
+        },
+    )
+    assert config.listen["imap"] == ListenAddress("127.0.0.1", 0)
+    assert "pop3" not in config.listen and "pop3s" not in config.listen
+    assert config.listen["smtp"] == ListenAddress("0.0.0.0", DEFAULT_PORTS["smtp"])
+    assert len(config.listen) == 6
+    # relative paths in the environment are relative to the working directory
+    assert config.data_dir == tmp_path / "elsewhere" / "data"
+    assert config.store_url == f"sqlite://{tmp_path}/meta.sqlite3"
+    assert config.hostname == "mx.example.test"
+
+
+def test_environment_overrides_the_file(tmp_path, pair):
+    cert, key = pair
+    path = write_config(
+        tmp_path / "etc",
+        """
+        hostname = "file.example.test"
+        [listen]
+        imap = "127.0.0.1:1143"
+        pop3 = "127.0.0.1:1110"
+        """,
+    )
+    config = load_config(
+        path,
+        {
+            "POSTFACH_HOSTNAME": "env.example.test",
+            "POSTFACH_LISTEN_IMAP": "127.0.0.1:0",
+            "POSTFACH_LISTEN_POP3": "",
+            "POSTFACH_LISTEN_HTTP": "[::1]:0",
+            "POSTFACH_TLS_CERT": str(cert),
+            "POSTFACH_TLS_KEY": str(key),
+            "POSTFACH_CONFIG": "/ignored/here.toml",
+        },
+    )
+    assert config.hostname == "env.example.test"
+    assert dict(config.listen) == {"imap": ListenAddress("127.0.0.1", 0), "http": ListenAddress("::1", 0)}
+    assert (config.tls_cert, config.tls_key) == (cert, key)
+
+
+def test_unknown_postfach_variable_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    problems = problems_of(None, {"POSTFACH_FOO": "1", "POSTFACH_LISTEN_IMAPX": "127.0.0.1:0"})
+    assert problems[0].startswith("unknown environment variable POSTFACH_FOO (")
+    assert problems[1] == (
+        "unknown environment variable POSTFACH_LISTEN_IMAPX (did you mean POSTFACH_LISTEN_IMAP?)"
+    )
+
+
+def test_bad_environment_value_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert problems_of(None, {"POSTFACH_LISTEN_IMAP": "127.0.0.1"}) == [
+        'POSTFACH_LISTEN_IMAP: "127.0.0.1" is not a valid host:port (port missing)'
+    ]
+    assert problems_of(None, {"POSTFACH_HOSTNAME": ""}) == ["POSTFACH_HOSTNAME: must not be empty"]
+
+
+def test_file_mistake_is_reported_even_when_the_environment_overrides_it(tmp_path):
+    path = write_config(tmp_path, '[listen]\nimap = "127.0.0.1"\npop3 = 110\n')
+    environ = {"POSTFACH_LISTEN_IMAP": "127.0.0.1:0", "POSTFACH_LISTEN_POP3": "127.0.0.1:0"}
+    assert problems_of(path, environ) == [
+        f'{path}: listen.pop3: expected a string like "host:port", got an integer 110',
+        f'{path}: listen.imap: "127.0.0.1" is not a valid host:port (port missing)',
+    ]
+
+
+# --- find_config_file ---------------------------------------------------------
+
+
+def test_find_config_file_precedence():
+    environ = {"POSTFACH_CONFIG": "/etc/from-env.toml"}
+    assert find_config_file("/etc/from-cli.toml", environ) == Path("/etc/from-cli.toml")
+    assert find_config_file(None, environ) == Path("/etc/from-env.toml")
+    assert find_config_file(None, {}) is None
+    assert find_config_file(None, {"POSTFACH_CONFIG": ""}) is None
+
+
+# --- one sentence per mistake -------------------------------------------------
+
+BAD_LISTEN = [
+    ("127.0.0.1:99999", "port must be 0 to 65535"),
+    ("127.0.0.1:-1", "port must be a number"),
+    ("127.0.0.1:abc", "port must be a number"),
+    ("127.0.0.1", "port missing"),
+    ("127.0.0.1:", "port missing"),
+    (":143", "host missing"),
+    ("::1:143", "IPv6 addresses must be in brackets, e.g. [::1]:143"),
+    ("[::1:143", "missing closing bracket"),
+    ("[::1]143", "expected ':' after the closing bracket"),
+    ("[::1]", "port missing"),
+    ("[127.0.0.1]:143", '"127.0.0.1" in brackets is not an IPv6 address'),
+    ("999.0.0.1:143", '"999.0.0.1" is not an IPv4 address'),
+    ("bad_host:143", '"bad_host" is not an IP address or DNS name'),
+    ("", "port missing"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), BAD_LISTEN)
+def test_bad_host_port(tmp_path, value, reason):
+    path = write_config(tmp_path, f'[listen]\nimap = "{value}"\n')
+    assert problems_of(path) == [f'{path}: listen.imap: "{value}" is not a valid host:port ({reason})']
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('datadir = "x"\n', 'unknown key "datadir" (did you mean "data_dir"?)'),
+        ("[listen]\nimapx = \"127.0.0.1:0\"\n", 'unknown key "listen.imapx" in [listen] (did you mean "listen.imap"?)'),
+        ("[tlss]\ncert = \"x\"\n", "unknown table [tlss] (did you mean [tls]?)"),
+        ("[limits]\nmax = 1\n", "unknown table [limits] (known: [listen], [store], [tls])"),
+        ("[listen]\nimap = 143\n", 'listen.imap: expected a string like "host:port", got an integer 143'),
+        ('listen = "127.0.0.1:0"\n', 'listen: expected a table, got a string "127.0.0.1:0"'),
+        ("hostname = true\n", "hostname: expected a string, got a boolean true"),
+        ("[hostname]\nx = 1\n", "hostname: expected a string, got a table"),
+        ('hostname = ""\n', "hostname: must not be empty"),
+        (
+            'hostname = "mail_1.example.test"\n',
+            'hostname: "mail_1.example.test" is not a valid DNS name '
+            '(label "mail_1" has characters other than letters, digits and hyphens)',
+        ),
+        (
+            'hostname = "-mail.example.test"\n',
+            'hostname: "-mail.example.test" is not a valid DNS name (label "-mail" starts or ends with a hyphen)',
+        ),
+        ('hostname = "mail..test"\n', 'hostname: "mail..test" is not a valid DNS name (empty label)'),
+        ('hostname = "10.0.0.1"\n', 'hostname: "10.0.0.1" is not a valid DNS name (the last label is all digits)'),
+        ('data_dir = ""\n', "data_dir: must not be empty"),
+        ('[store]\nurl = "postgresql://u:hunter2@db/postfach"\n', "store.url: postgresql: store URLs are not supported yet"),
+        ('[store]\nurl = "postgres://db/postfach"\n', "store.url: postgresql: store URLs are not supported yet"),
+        ('[store]\nurl = "mysql://db/postfach"\n', 'store.url: unknown store URL scheme "mysql" (supported: sqlite)'),
+        (
+            '[store]\nurl = "postfach.sqlite3"\n',
+            'store.url: "postfach.sqlite3" is not a store URL (expected e.g. sqlite:///var/lib/postfach/postfach.sqlite3)',
+        ),
+        ('[store]\nurl = "sqlite:"\n', 'store.url: "sqlite:" names no database file'),
+        (
+            '[store]\nurl = "sqlite://dbhost/x.sqlite3"\n',
+            'store.url: "sqlite://dbhost/x.sqlite3" names a host; use sqlite:///absolute/path or sqlite:relative/path',
+        ),
+    ],
+)
+def test_file_mistakes(tmp_path, text, problem):
+    path = write_config(tmp_path, text)
+    assert problems_of(path) == [f"{path}: {problem}"]
+
+
+def test_secret_in_store_url_is_not_repeated(tmp_path):
+    path = write_config(tmp_path, '[store]\nurl = "postgresql://u:hunter2@db/postfach"\n')
+    assert "hunter2" not in "\n".join(problems_of(path))
+
+
+def test_toml_syntax_error_gives_the_line(tmp_path):
+    path = write_config(tmp_path, 'hostname = "mail.example.test"\n[listen]\nimap = \n')
+    assert problems_of(path) == [f"{path}: not valid TOML: invalid value (at line 3, column 8)"]
+
+
+def test_config_file_not_utf8(tmp_path):
+    path = tmp_path / "postfach.toml"
+    path.write_bytes(b'hostname = "m\xffil"\n')
+    assert problems_of(path) == [f"{path}: the config file is not valid UTF-8 (byte 0xff at offset 13)"]
+
+
+def test_missing_config_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    assert problems_of(path) == [f"{path}: cannot read the config file: no such file or directory"]
+
+
+def test_unreadable_config_file(tmp_path):
+    # A directory cannot be read as a file, whoever we run as (root ignores mode bits).
+    path = tmp_path / "dir.toml"
+    path.mkdir()
+    assert problems_of(path) == [f"{path}: cannot read the config file: is a directory"]
+
+
+def test_file_problem_still_reports_environment_problems(tmp_path):
+    path = tmp_path / "nope.toml"
+    assert problems_of(path, {"POSTFACH_FOO": "1", "POSTFACH_LISTEN_IMAP": "x"}) == [
+        f"{path}: cannot read the config file: no such file or directory",
+        "unknown environment variable POSTFACH_FOO (did you mean POSTFACH_CONFIG?)",
+        'POSTFACH_LISTEN_IMAP: "x" is not a valid host:port (port missing)',
+    ]
+
+
+# --- listeners sharing an address ---------------------------------------------
+
+
+def test_two_listeners_on_the_same_address(tmp_path):
+    path = write_config(tmp_path, '[listen]\nimap = "127.0.0.1:1143"\npop3 = "127.0.0.1:1143"\n')
+    assert problems_of(path) == [f'{path}: listen.pop3: "127.0.0.1:1143" clashes with the imap listener ("127.0.0.1:1143")']
+
+
+def test_wildcard_clashes_with_a_specific_address_of_its_family(tmp_path):
+    path = write_config(tmp_path, '[listen]\nimap = "127.0.0.1:1143"\nsmtp = "0.0.0.0:1143"\nhttp = "[::]:1143"\n')
+    assert problems_of(path) == [f'{path}: listen.smtp: "0.0.0.0:1143" clashes with the imap listener ("127.0.0.1:1143")']
+
+
+def test_environment_listener_clashes_with_the_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert problems_of(None, {"POSTFACH_LISTEN_HTTP": "127.0.0.1:1143"}) == [
+        'POSTFACH_LISTEN_HTTP: "127.0.0.1:1143" clashes with the imap listener ("0.0.0.0:1143")'
+    ]
+
+
+def test_port_zero_may_be_shared(tmp_path):
+    text = "[listen]\n" + "".join(f'{name} = "127.0.0.1:0"\n' for name in LISTENER_NAMES)
+    config = load_config(write_config(tmp_path, text), {})
+    assert len(config.listen) == 8
+    assert all(address == ListenAddress("127.0.0.1", 0) for address in config.listen.values())
+
+
+# --- TLS files ----------------------------------------------------------------
+
+
+def test_cert_without_key(tmp_path, pair):
+    path = write_config(tmp_path / "etc", f'[tls]\ncert = "{pair[0]}"\n')
+    assert problems_of(path) == [
+        f"{path}: tls.cert: a certificate is set without a key; set tls.key or POSTFACH_TLS_KEY too"
+    ]
+
+
+def test_key_without_cert(tmp_path, pair):
+    path = write_config(tmp_path / "etc", f'[tls]\nkey = "{pair[1]}"\n')
+    assert problems_of(path) == [
+        f"{path}: tls.key: a key is set without a certificate; set tls.cert or POSTFACH_TLS_CERT too"
+    ]
+
+
+def test_environment_can_clear_half_the_pair(tmp_path, pair):
+    path = write_config(tmp_path / "etc", f'[tls]\ncert = "{pair[0]}"\nkey = "{pair[1]}"\n')
+    assert problems_of(path, {"POSTFACH_TLS_KEY": ""}) == [
+        f"{path}: tls.cert: a certificate is set without a key; set tls.key or POSTFACH_TLS_KEY too"
+    ]
+    config = load_config(path, {"POSTFACH_TLS_KEY": "", "POSTFACH_TLS_CERT": ""})
+    assert config.tls_cert is None and config.tls_key is None
+
+
+def test_cert_and_key_files_missing_or_unreadable(tmp_path):
+    (tmp_path / "etc" / "key.pem").mkdir(parents=True)
+    path = write_config(tmp_path / "etc", '[tls]\ncert = "cert.pem"\nkey = "key.pem"\n')
+    etc = tmp_path / "etc"
+    assert problems_of(path) == [
+        f'{path}: tls.cert: certificate file "{etc}/cert.pem" cannot be read: no such file or directory',
+        f'{path}: tls.key: key file "{etc}/key.pem" cannot be read: is a directory',
+    ]
+
+
+def test_cert_and_key_that_do_not_belong_together(tmp_path, pair, other_pair):
+    path = write_config(tmp_path / "etc", f'[tls]\ncert = "{pair[0]}"\nkey = "{other_pair[1]}"\n')
+    assert problems_of(path) == [
+        f'{path}: tls.cert: certificate "{pair[0]}" and key "{other_pair[1]}" do not load together (key values mismatch)'
+    ]
+
+
+def test_cert_that_is_not_a_certificate(tmp_path, pair):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    path = write_config(tmp_path / "etc", f'[tls]\ncert = "{garbage}"\nkey = "{pair[1]}"\n')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f'{path}: tls.cert: certificate "{garbage}" and key "{pair[1]}" do not load together (')
+
+
+def test_encrypted_key_is_named(tmp_path, pair):
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pair[1].read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pass phrase"),
+        )
+    )
+    path = write_config(tmp_path / "etc", f'[tls]\ncert = "{pair[0]}"\nkey = "{encrypted}"\n')
+    assert problems_of(path) == [
+        f'{path}: tls.cert: certificate "{pair[0]}" and key "{encrypted}" do not load together '
+        "(the key is encrypted; postfach needs an unencrypted key)"
+    ]
+
+
+# --- the data directory -------------------------------------------------------
+
+
+def test_data_dir_that_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("")
+    path = write_config(tmp_path, 'data_dir = "file/data"\n')
+    assert problems_of(path) == [f'{path}: data_dir: cannot create the data directory "{tmp_path}/file/data": not a directory']
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    path = write_config(tmp_path, 'data_dir = "file"\n')
+    assert problems_of(path) == [f'{path}: data_dir: the data directory "{tmp_path}/file" is not a directory']
+
+
+def test_data_dir_that_is_not_writable(tmp_path):
+    # /proc refuses new files even to root, for whom mode bits are no obstacle.
+    assert problems_of(None, {"POSTFACH_DATA_DIR": "/proc"})[0].startswith(
+        'POSTFACH_DATA_DIR: the data directory "/proc" is not writable: '
+    )
+
+
+def test_default_data_dir_problem_names_the_default(tmp_path, monkeypatch):
+    (tmp_path / "data").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert problems_of(None) == [f'data_dir (default): the data directory "{tmp_path}/data" is not a directory']
+
+
+def test_nothing_half_done_is_left_behind(tmp_path):
+    path = write_config(tmp_path, 'data_dir = "new/deeper/data"\nhostname = "bad_name"\n')
+    problems_of(path)
+    assert not (tmp_path / "new").exists()
+
+
+# --- all at once --------------------------------------------------------------
+
+
+def test_every_problem_is_reported(tmp_path, pair):
+    path = write_config(
+        tmp_path / "etc",
+        f"""
+        hostname = "mail_1.example"
+        colour = "blue"
+        [listen]
+        imap = "127.0.0.1:99999"
+        pop3 = 110
+        smtp = "127.0.0.1:2525"
+        submission = "127.0.0.1:2525"
+        [tls]
+        cert = "{pair[0]}"
+        [store]
+        url = "postgresql://db/postfach"
+        """,
+    )
+    problems = problems_of(path, {"POSTFACH_FOO": "bar"})
+    assert problems == [
+        f'{path}: unknown key "colour" (known: "data_dir", "hostname", "listen", "store", "tls")',
+        f'{path}: listen.pop3: expected a string like "host:port", got an integer 110',
+        "unknown environment variable POSTFACH_FOO (did you mean POSTFACH_CONFIG?)",
+        f'{path}: hostname: "mail_1.example" is not a valid DNS name '
+        '(label "mail_1" has characters other than letters, digits and hyphens)',
+        f'{path}: listen.imap: "127.0.0.1:99999" is not a valid host:port (port must be 0 to 65535)',
+        f"{path}: store.url: postgresql: store URLs are not supported yet",
+        f'{path}: listen.submission: "127.0.0.1:2525" clashes with the smtp listener ("127.0.0.1:2525")',
+        f"{path}: tls.cert: a certificate is set without a key; set tls.key or POSTFACH_TLS_KEY too",
+    ]
+
+
+def test_config_is_a_plain_dataclass_for_tests(tmp_path, monkeypatch):
+    # Other tests build variants with dataclasses.replace; keep that working.
+    monkeypatch.chdir(tmp_path)
+    config = dataclasses.replace(load_config(None, {}), hostname="other.example.test")
+    assert isinstance(config, Config) and config.hostname == "other.example.test"
