@@ -44,7 +44,7 @@ async def appends_per_second(store: SqliteStore, folder_id: int, writers: int, t
 
     async def writer() -> None:
         for number in counter:
-            await store.append(folder_id, await store.store_blob(message(number + writers * 1_000_000)))
+            await store.append(folder_id, message(number + writers * 1_000_000))
 
     started = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(writers)))

@@ -21,7 +21,7 @@ from postfach.mime.params import get_param
 PREVIEW_CHARS = 200  # RFC 8970 §3: at most 200 characters
 # Raw body bytes looked at for a preview, tried in turn until there is enough
 # text: HTML may need more to get past a large <head>.
-_PREVIEW_RAW = {"plain": (16 * 1024,), "html": (16 * 1024, 64 * 1024, 256 * 1024)}
+_PREVIEW_RAW = {"plain": (2 * 1024, 16 * 1024), "html": (16 * 1024, 64 * 1024, 256 * 1024)}
 MAX_PART_TEXT = 1_000_000  # characters of search text per part
 _MAX_PART_RAW = 4 * MAX_PART_TEXT  # base64 of 3 MB, or quoted-printable expansion
 

@@ -16,6 +16,7 @@ against each):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
@@ -69,11 +70,12 @@ class QuotaExceeded(StoreError):
 class StagedBlob:
     """Message bytes on disk, durable and parsed, that no folder holds yet (see Store.append)."""
 
-    __slots__ = ("ref", "parsed")
+    __slots__ = ("ref", "parsed", "staged_at")
 
     def __init__(self, ref: BlobRef, parsed: str) -> None:
         self.ref = ref
         self.parsed = parsed
+        self.staged_at = time.monotonic()
 
 
 
@@ -143,12 +145,15 @@ class Store(Protocol):
     async def append(
         self,
         folder_id: int,
-        blob: StagedBlob | BlobRef,
+        message: bytes | StagedBlob | BlobRef,
         flags: Flags = Flags(),
         internal_date: datetime | None = None,
         *,
         enforce_quota: bool = True,
-    ) -> MessageMeta: ...
+    ) -> MessageMeta:
+        """Add a message to a folder: its bytes (stored and parsed on the way), a StagedBlob
+        (one message for many folders), or the BlobRef of a message already stored (COPY).
+        QuotaExceeded unless `enforce_quota` is False (moving to Trash must never fail)."""
 
     async def load_index(self, folder_id: int) -> FolderIndex: ...
     async def get_messages(self, folder_id: int, uids: Iterable[int]) -> list[MessageMeta]: ...

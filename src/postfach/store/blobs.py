@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import itertools
 import mmap
 import os
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -47,19 +48,29 @@ class FileBlobStore:
         self.root = root
         self._tmp = root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        # Plain strings and a counter on the hot path: pathlib and tempfile's random names
+        # cost more than the rest of writing a small message.
+        self._root_name = str(root)
+        self._tmp_prefix = f"{self._tmp}/{os.getpid()}-{secrets.token_hex(4)}-"
+        self._tmp_serial = itertools.count()
+        self._shards: set[str] = set()
         # Held while a file is reused for new content (write) or removed (remove_if_stale), so
         # that garbage collection never deletes a file that an append is about to reference.
         self.lock = threading.Lock()
-        self._group_sync = GroupSync(lambda: _syncfs(self.root))
+        self._unsynced = False
 
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+        return Path(self._name(sha256))
+
+    def _name(self, sha256: str) -> str:
+        return f"{self._root_name}/{sha256[:2]}/{sha256}"
 
     def write(self, data: bytes | BinaryIO) -> BlobRef:
         """Store the bytes durably; returns their address. Reading a stream, memory stays flat."""
         digest = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        tmp_name = f"{self._tmp_prefix}{next(self._tmp_serial)}"
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in _chunks(data):
@@ -67,21 +78,28 @@ class FileBlobStore:
                     out.write(chunk)
                     size += len(chunk)
             sha256 = digest.hexdigest()
-            final = self.path(sha256)
+            final = self._name(sha256)
             with self.lock:
                 placed = not self._touch(final)
                 if placed:
-                    final.parent.mkdir(exist_ok=True)
+                    self._make_shard(sha256[:2])
                     os.replace(tmp_name, final)
             if not placed:
                 os.unlink(tmp_name)
-            self._group_sync.sync()
+            # Set after the file is in place: a sync() that clears it afterwards flushes this file.
+            self._unsynced = True
         except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
             raise
         return BlobRef(sha256, size)
 
-    def _touch(self, final: Path) -> bool:
+    def _make_shard(self, shard: str) -> None:
+        if shard not in self._shards:
+            os.makedirs(f"{self._root_name}/{shard}", exist_ok=True)
+            self._shards.add(shard)
+
+    def _touch(self, final: str) -> bool:
         """Mark an existing file as just used (garbage collection spares recent files)."""
         try:
             os.utime(final)
@@ -89,8 +107,14 @@ class FileBlobStore:
             return False
         return True
 
+    def sync(self) -> None:
+        """Make every file written so far durable; nothing to do when none was written."""
+        if self._unsynced:
+            self._unsynced = False
+            _syncfs(self.root)
+
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return os.path.isfile(self._name(sha256))
 
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
@@ -137,40 +161,6 @@ class FileBlobStore:
         for entry in os.scandir(self._tmp):
             if entry.stat().st_mtime < cutoff:
                 yield Path(entry.path)
-
-
-class GroupSync:
-    """Leader and followers: a caller's sync() returns after a flush that began after its call.
-
-    Whoever finds no flush running flushes for everyone who asked so far; the others
-    wait, and go again themselves if the flush they waited for began before they asked.
-    """
-
-    def __init__(self, flush) -> None:
-        self._flush = flush
-        self._condition = threading.Condition()
-        self._requested = 0  # tickets handed out
-        self._covered = 0  # every ticket up to this one is flushed
-        self._flushing = False
-
-    def sync(self) -> None:
-        with self._condition:
-            self._requested += 1
-            ticket = self._requested
-            while self._covered < ticket:
-                if self._flushing:
-                    self._condition.wait()
-                    continue
-                self._flushing = True
-                covers = self._requested
-                self._condition.release()
-                try:
-                    self._flush()
-                finally:
-                    self._condition.acquire()
-                    self._flushing = False
-                    self._condition.notify_all()
-                self._covered = max(self._covered, covers)
 
 
 def _chunks(data: bytes | BinaryIO) -> Iterator[bytes]:

@@ -8,34 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Iterable
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from postfach.address import display_address, display_domain, domain_of
 from postfach.mime import parse_message
 from postfach.model import (
-    DEFAULT_FOLDERS,
     INBOX,
-    Account,
-    Alias,
     BlobRef,
-    Domain,
     Flags,
     Folder,
     FolderIndex,
     FolderStatus,
-    Forwarding,
     MessageMeta,
     SpecialUse,
     SystemFlag,
-    Vacation,
 )
 from postfach.store.base import (
     AlreadyExists,
@@ -50,70 +41,33 @@ from postfach.store.blobs import FileBlobStore
 from postfach.store.changes import (
     Change,
     FlagsChanged,
-    FolderCreated,
     FolderDeleted,
     FolderRenamed,
     MessagesAdded,
     MessagesExpunged,
 )
 from postfach.store.events import LocalEventBus
-from postfach.store.sqlite_engine import Readers, Tx, Writer, connect, migrate
+from postfach.store.sqlite_accounts import AccountTables
+from postfach.store.sqlite_engine import FileLanes, Readers, Tx, Writer, connect, migrate
+from postfach.store.sqlite_rows import (
+    FOLDER_COLUMNS,
+    MESSAGE_COLUMNS,
+    chunked,
+    find_folder,
+    folder_from_row,
+    insert_folder,
+    keywords_text,
+    marks,
+    message_from_row,
+)
 
 log = logging.getLogger(__name__)
 
 # Spare files reused or written this recently: an append may be about to name them.
 DEFAULT_BLOB_GRACE_SECONDS = 600
-_IN_CHUNK = 500  # SQLite's default limit on bound parameters is far above this
 
 
-def _chunked(values: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
-
-
-def _marks(values: list) -> str:
-    return ",".join("?" * len(values))
-
-
-def _timestamp(value: int) -> datetime:
-    return datetime.fromtimestamp(value, timezone.utc)
-
-
-def _keywords_text(keywords: frozenset[str]) -> str | None:
-    return " ".join(sorted(keywords)) or None
-
-
-def _flags(system: int, keywords: str | None) -> Flags:
-    return Flags(SystemFlag(system), frozenset(keywords.split()) if keywords else frozenset())
-
-
-_ACCOUNT_COLUMNS = "id, address, domain_id, password_hash, quota_bytes, used_bytes, enabled, created_at"
-_FOLDER_COLUMNS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed"
-_MESSAGE_COLUMNS = "folder_id, uid, blob_sha256, size, internal_date, internal_tz, flags, keywords, modseq"
-
-
-def _account(row: tuple) -> Account:
-    return Account(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), _timestamp(row[7]))
-
-
-def _folder(row: tuple) -> Folder:
-    special_use = SpecialUse(row[6]) if row[6] else None
-    return Folder(row[0], row[1], row[2], row[3], row[4], row[5], special_use, bool(row[7]))
-
-
-def _message(row: tuple) -> MessageMeta:
-    zone = timezone(timedelta(minutes=row[5]))
-    return MessageMeta(
-        folder_id=row[0],
-        uid=row[1],
-        blob=BlobRef(row[2], row[3]),
-        flags=_flags(row[6], row[7]),
-        internal_date=datetime.fromtimestamp(row[4], zone),
-        modseq=row[8],
-    )
-
-
-class SqliteStore:
+class SqliteStore(AccountTables):
     def __init__(
         self,
         db_path: Path,
@@ -126,10 +80,10 @@ class SqliteStore:
         self.events = events or LocalEventBus()
         self.blobs = FileBlobStore(blob_dir)
         self._blob_grace = blob_grace_seconds
-        self._loop = asyncio.get_running_loop()
         self._gc_wanted = False
-        self._writer = Writer(db_path, self._publish_from_writer, self._after_batch)
+        self._writer = Writer(db_path, self._publish, self.blobs.sync, self._after_batch)
         self._readers = Readers(db_path)
+        self._files = FileLanes()
 
     @classmethod
     async def open(cls, db_path: Path, blob_dir: Path, **options) -> SqliteStore:
@@ -149,6 +103,8 @@ class SqliteStore:
                 conn.close()
 
     async def close(self) -> None:
+        # Staging first: what it stages goes on to the writer, which then finishes everything.
+        await asyncio.to_thread(self._files.close)
         await asyncio.to_thread(self._writer.stop)
         self._readers.close()
 
@@ -161,249 +117,42 @@ class SqliteStore:
     # ------------------------------------------------------------------ plumbing
 
     async def _write(self, job):
-        return await asyncio.wrap_future(self._writer.submit(job))
+        return await self._writer.submit(job)
 
-    def _publish_from_writer(self, changes: list[Change]) -> None:
-        def publish() -> None:
-            for change in changes:
-                self.events.publish(change)
-
-        try:
-            self._loop.call_soon_threadsafe(publish)
-        except RuntimeError:
-            log.debug("event loop closed; %d changes not published", len(changes))
-
-    # ------------------------------------------------------------------ domains
-
-    async def add_domain(self, name: str) -> Domain:
-        def job(tx: Tx) -> Domain:
-            now = int(time.time())
-            try:
-                cursor = tx.execute("INSERT INTO domains (name, created_at) VALUES (?, ?)", (name, now))
-            except sqlite3.IntegrityError:
-                raise AlreadyExists(f"the domain {display_domain(name)} exists already") from None
-            return Domain(cursor.lastrowid, name, _timestamp(now))
-
-        return await self._write(job)
-
-    async def get_domain(self, name: str) -> Domain | None:
-        row = await self._readers.run(
-            lambda conn: conn.execute("SELECT id, name, created_at FROM domains WHERE name = ?", (name,)).fetchone()
-        )
-        return Domain(row[0], row[1], _timestamp(row[2])) if row else None
-
-    async def list_domains(self) -> list[Domain]:
-        rows = await self._readers.run(
-            lambda conn: conn.execute("SELECT id, name, created_at FROM domains ORDER BY name").fetchall()
-        )
-        return [Domain(row[0], row[1], _timestamp(row[2])) for row in rows]
-
-    async def remove_domain(self, name: str) -> None:
-        def job(tx: Tx) -> None:
-            domain_id = _domain_id(tx.conn, name)
-            mailboxes = tx.execute("SELECT count(*) FROM accounts WHERE domain_id = ?", (domain_id,)).fetchone()[0]
-            if mailboxes:
-                raise Conflict(
-                    f"the domain {display_domain(name)} still has {mailboxes} mailbox(es); remove them first"
-                )
-            tx.execute("DELETE FROM aliases WHERE domain_id = ?", (domain_id,))
-            tx.execute("DELETE FROM domains WHERE id = ?", (domain_id,))
-
-        await self._write(job)
-
-    # ------------------------------------------------------------------ accounts
-
-    async def add_account(self, address: str, password_hash: str, quota_bytes: int) -> Account:
-        def job(tx: Tx) -> Account:
-            domain_id = _domain_id(tx.conn, domain_of(address))
-            if tx.execute("SELECT 1 FROM aliases WHERE source = ?", (address,)).fetchone():
-                raise Conflict(f"{display_address(address)} is an alias; remove the alias first")
-            now = int(time.time())
-            try:
-                cursor = tx.execute(
-                    "INSERT INTO accounts (domain_id, address, password_hash, quota_bytes, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (domain_id, address, password_hash, quota_bytes, now),
-                )
-            except sqlite3.IntegrityError:
-                raise AlreadyExists(f"the mailbox {display_address(address)} exists already") from None
-            account_id = cursor.lastrowid
-            for name, special_use in DEFAULT_FOLDERS:
-                _insert_folder(tx, account_id, name, special_use)
-            return Account(account_id, address, domain_id, password_hash, quota_bytes, 0, True, _timestamp(now))
-
-        return await self._write(job)
-
-    async def get_account(self, address: str) -> Account | None:
-        row = await self._readers.run(
-            lambda conn: conn.execute(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE address = ?", (address,)
-            ).fetchone()
-        )
-        return _account(row) if row else None
-
-    async def get_account_by_id(self, account_id: int) -> Account | None:
-        row = await self._readers.run(
-            lambda conn: conn.execute(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
-            ).fetchone()
-        )
-        return _account(row) if row else None
-
-    async def list_accounts(self, domain: str | None = None) -> list[Account]:
-        def query(conn: sqlite3.Connection) -> list[tuple]:
-            if domain is None:
-                return conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY address").fetchall()
-            domain_id = _domain_id(conn, domain)
-            return conn.execute(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE domain_id = ? ORDER BY address", (domain_id,)
-            ).fetchall()
-
-        return [_account(row) for row in await self._readers.run(query)]
-
-    async def remove_account(self, address: str) -> None:
-        def job(tx: Tx) -> None:
-            account_id = _account_id(tx.conn, address)
-            folders = tx.execute("SELECT id, name FROM folders WHERE account_id = ?", (account_id,)).fetchall()
-            for folder_id, _ in folders:
-                self._release_folder_messages(tx, folder_id)
-            tx.execute("DELETE FROM aliases WHERE target = ?", (address,))
-            tx.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
-            tx.changes.extend(FolderDeleted(account_id, folder_id, name) for folder_id, name in folders)
-
-        await self._write(job)
-
-    async def _update_account(self, address: str, sql: str, value: object) -> None:
-        def job(tx: Tx) -> None:
-            if tx.execute(sql, (value, address)).rowcount == 0:
-                raise NotFound(f"there is no mailbox {display_address(address)}")
-
-        await self._write(job)
-
-    async def set_password_hash(self, address: str, password_hash: str) -> None:
-        await self._update_account(address, "UPDATE accounts SET password_hash = ? WHERE address = ?", password_hash)
-
-    async def set_quota(self, address: str, quota_bytes: int) -> None:
-        await self._update_account(address, "UPDATE accounts SET quota_bytes = ? WHERE address = ?", quota_bytes)
-
-    async def set_enabled(self, address: str, enabled: bool) -> None:
-        await self._update_account(address, "UPDATE accounts SET enabled = ? WHERE address = ?", int(enabled))
-
-    # ------------------------------------------------------------------ aliases, forwarding, vacation
-
-    async def add_alias(self, source: str, target: str) -> Alias:
-        def job(tx: Tx) -> Alias:
-            domain_id = _domain_id(tx.conn, domain_of(source))
-            if tx.execute("SELECT 1 FROM accounts WHERE address = ?", (source,)).fetchone():
-                raise Conflict(f"{display_address(source)} is a mailbox; an alias cannot have the same address")
-            try:
-                tx.execute(
-                    "INSERT INTO aliases (domain_id, source, target) VALUES (?, ?, ?)", (domain_id, source, target)
-                )
-            except sqlite3.IntegrityError:
-                raise AlreadyExists(
-                    f"the alias {display_address(source)} -> {display_address(target)} exists already"
-                ) from None
-            return Alias(source, target)
-
-        return await self._write(job)
-
-    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
-        def query(conn: sqlite3.Connection) -> list[tuple]:
-            if domain is None:
-                return conn.execute("SELECT source, target FROM aliases ORDER BY source, target").fetchall()
-            return conn.execute(
-                "SELECT source, target FROM aliases WHERE domain_id = ? ORDER BY source, target",
-                (_domain_id(conn, domain),),
-            ).fetchall()
-
-        return [Alias(source, target) for source, target in await self._readers.run(query)]
-
-    async def remove_alias(self, source: str, target: str) -> None:
-        def job(tx: Tx) -> None:
-            if tx.execute("DELETE FROM aliases WHERE source = ? AND target = ?", (source, target)).rowcount == 0:
-                raise NotFound(f"there is no alias {display_address(source)} -> {display_address(target)}")
-
-        await self._write(job)
-
-    async def set_forwarding(self, address: str, forwarding: Forwarding | None) -> None:
-        def job(tx: Tx) -> None:
-            account_id = _account_id(tx.conn, address)
-            tx.execute("DELETE FROM forwardings WHERE account_id = ?", (account_id,))
-            if forwarding is not None:
-                tx.execute(
-                    "INSERT INTO forwardings (account_id, targets, keep_copy) VALUES (?, ?, ?)",
-                    (account_id, json.dumps(list(forwarding.targets)), int(forwarding.keep_copy)),
-                )
-
-        await self._write(job)
-
-    async def get_forwarding(self, address: str) -> Forwarding | None:
-        return (await self.list_forwardings(address)).get(address)
-
-    async def list_forwardings(self, address: str | None = None) -> dict[str, Forwarding]:
-        sql = "SELECT a.address, f.targets, f.keep_copy FROM forwardings f JOIN accounts a ON a.id = f.account_id"
-        params: tuple = ()
-        if address is not None:
-            sql += " WHERE a.address = ?"
-            params = (address,)
-        rows = await self._readers.run(lambda conn: conn.execute(sql, params).fetchall())
-        return {row[0]: Forwarding(tuple(json.loads(row[1])), bool(row[2])) for row in rows}
-
-    async def set_vacation(self, address: str, vacation: Vacation | None) -> None:
-        def job(tx: Tx) -> None:
-            account_id = _account_id(tx.conn, address)
-            tx.execute("DELETE FROM vacations WHERE account_id = ?", (account_id,))
-            if vacation is not None:
-                tx.execute(
-                    "INSERT INTO vacations (account_id, start_date, end_date, subject, body) VALUES (?, ?, ?, ?, ?)",
-                    (account_id, vacation.start.isoformat(), vacation.end.isoformat(), vacation.subject, vacation.body),
-                )
-
-        await self._write(job)
-
-    async def get_vacation(self, address: str) -> Vacation | None:
-        row = await self._readers.run(
-            lambda conn: conn.execute(
-                "SELECT v.start_date, v.end_date, v.subject, v.body FROM vacations v"
-                " JOIN accounts a ON a.id = v.account_id WHERE a.address = ?",
-                (address,),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        return Vacation(date.fromisoformat(row[0]), date.fromisoformat(row[1]), row[2], row[3])
+    def _publish(self, changes: list[Change]) -> None:
+        for change in changes:
+            self.events.publish(change)
 
     # ------------------------------------------------------------------ folders
 
     async def list_folders(self, account_id: int) -> list[Folder]:
         rows = await self._readers.run(
             lambda conn: conn.execute(
-                f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE account_id = ? ORDER BY name", (account_id,)
+                f"SELECT {FOLDER_COLUMNS} FROM folders WHERE account_id = ? ORDER BY name", (account_id,)
             ).fetchall()
         )
-        return [_folder(row) for row in rows]
+        return [folder_from_row(row) for row in rows]
 
     async def get_folder(self, account_id: int, name: str) -> Folder | None:
         row = await self._readers.run(
             lambda conn: conn.execute(
-                f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE account_id = ? AND name = ?", (account_id, name)
+                f"SELECT {FOLDER_COLUMNS} FROM folders WHERE account_id = ? AND name = ?", (account_id, name)
             ).fetchone()
         )
-        return _folder(row) if row else None
+        return folder_from_row(row) if row else None
 
     async def get_folder_by_id(self, folder_id: int) -> Folder | None:
         row = await self._readers.run(
-            lambda conn: conn.execute(f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE id = ?", (folder_id,)).fetchone()
+            lambda conn: conn.execute(f"SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?", (folder_id,)).fetchone()
         )
-        return _folder(row) if row else None
+        return folder_from_row(row) if row else None
 
     async def create_folder(self, account_id: int, name: str, special_use: SpecialUse | None = None) -> Folder:
-        return await self._write(lambda tx: _insert_folder(tx, account_id, name, special_use))
+        return await self._write(lambda tx: insert_folder(tx, account_id, name, special_use))
 
     async def rename_folder(self, folder_id: int, new_name: str) -> Folder:
         def job(tx: Tx) -> Folder:
-            folder = _folder_row(tx.conn, folder_id)
+            folder = find_folder(tx.conn, folder_id)
             if folder.name == INBOX:
                 raise Conflict("INBOX cannot be renamed")
             if tx.execute(
@@ -419,13 +168,13 @@ class SqliteStore:
                 moved_name = new_name + old_name[len(folder.name) :]
                 tx.execute("UPDATE folders SET name = ? WHERE id = ?", (moved_name, moved_id))
                 tx.changes.append(FolderRenamed(folder.account_id, moved_id, old_name, moved_name))
-            return _folder_row(tx.conn, folder_id)
+            return find_folder(tx.conn, folder_id)
 
         return await self._write(job)
 
     async def delete_folder(self, folder_id: int) -> None:
         def job(tx: Tx) -> None:
-            folder = _folder_row(tx.conn, folder_id)
+            folder = find_folder(tx.conn, folder_id)
             if folder.name == INBOX:
                 raise Conflict("INBOX cannot be deleted")
             self._release_folder_messages(tx, folder_id)
@@ -443,7 +192,7 @@ class SqliteStore:
 
     async def folder_status(self, folder_id: int) -> FolderStatus:
         def query(conn: sqlite3.Connection) -> FolderStatus:
-            folder = _folder_row(conn, folder_id)
+            folder = find_folder(conn, folder_id)
             messages, unseen, size = conn.execute(
                 "SELECT count(*), coalesce(sum((flags & ?) = 0), 0), coalesce(sum(size), 0)"
                 " FROM messages WHERE folder_id = ?",
@@ -456,26 +205,52 @@ class SqliteStore:
     # ------------------------------------------------------------------ messages
 
     async def store_blob(self, data: bytes | BinaryIO) -> StagedBlob:
-        def write_and_parse() -> StagedBlob:
-            ref = self.blobs.write(data)
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                return StagedBlob(ref, parse_message(data).to_json())
-            with self.blobs.mapped(ref.sha256) as content:
-                return StagedBlob(ref, parse_message(content).to_json())
+        return await self._files.run(lambda: self._stage(data), _size_of(data))
 
-        return await self._readers.run_io(write_and_parse)
+    def _stage(self, data: bytes | BinaryIO) -> StagedBlob:
+        """Write the message file and parse it once (blocking: an I/O thread runs it)."""
+        ref = self.blobs.write(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return StagedBlob(ref, parse_message(data).to_json())
+        with self.blobs.mapped(ref.sha256) as content:
+            return StagedBlob(ref, parse_message(content).to_json())
 
     async def append(
         self,
         folder_id: int,
-        blob: StagedBlob | BlobRef,
+        message: bytes | StagedBlob | BlobRef,
         flags: Flags = Flags(),
         internal_date: datetime | None = None,
         *,
         enforce_quota: bool = True,
     ) -> MessageMeta:
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            return await self._write(self._append_job(folder_id, message, flags, internal_date, enforce_quota))
+        # The I/O thread that stores the bytes hands the append straight to the writer: the
+        # event loop wakes once, when it is committed, not also in between.
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def stage_then_append() -> None:
+            try:
+                job = self._append_job(folder_id, self._stage(message), flags, internal_date, enforce_quota)
+            except Exception as error:
+                loop.call_soon_threadsafe(_fail, future, error)
+            else:
+                self._writer.enqueue(job, future, loop)
+
+        self._files.start(stage_then_append, len(message))
+        return await future
+
+    def _append_job(
+        self,
+        folder_id: int,
+        blob: StagedBlob | BlobRef,
+        flags: Flags,
+        internal_date: datetime | None,
+        enforce_quota: bool,
+    ) -> Callable[[Tx], MessageMeta]:
         ref = blob.ref if isinstance(blob, StagedBlob) else blob
-        parsed = blob.parsed if isinstance(blob, StagedBlob) else None
         when = internal_date or datetime.now(timezone.utc).astimezone()
         if when.tzinfo is None:
             when = when.astimezone()
@@ -484,44 +259,49 @@ class SqliteStore:
         stamp = int(when.timestamp())
 
         def job(tx: Tx) -> MessageMeta:
-            row = tx.execute(
-                "SELECT a.id, a.address, a.used_bytes, a.quota_bytes FROM folders f"
-                " JOIN accounts a ON a.id = f.account_id WHERE f.id = ?",
-                (folder_id,),
+            charged = tx.execute(
+                "UPDATE accounts SET used_bytes = used_bytes + :size"
+                " WHERE id = (SELECT account_id FROM folders WHERE id = :folder)"
+                " AND (NOT :enforce OR used_bytes + :size <= quota_bytes) RETURNING id",
+                {"size": ref.size, "folder": folder_id, "enforce": enforce_quota},
             ).fetchone()
-            if row is None:
-                raise NotFound("the folder does not exist")
-            account_id, address, used, quota = row
-            if enforce_quota and used + ref.size > quota:
-                raise QuotaExceeded(address, used, quota, ref.size)
-            self._reference_blob(tx, ref, parsed)
+            if charged is None:
+                raise _append_refusal(tx, folder_id, ref.size)
+            account_id = charged[0]
+            self._reference_blob(tx, blob)
             uid, modseq = tx.execute(
                 "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
                 " WHERE id = ? RETURNING uidnext - 1, highestmodseq",
                 (folder_id,),
             ).fetchone()
             tx.execute(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (folder_id, uid, ref.sha256, ref.size, stamp, zone_minutes, int(flags.system),
-                 _keywords_text(flags.keywords), modseq),
+                 keywords_text(flags.keywords), modseq),
             )
-            tx.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (ref.size, account_id))
             tx.changes.append(MessagesAdded(account_id, folder_id, (uid,), modseq))
             return MessageMeta(folder_id, uid, ref, flags, datetime.fromtimestamp(stamp, when.tzinfo), modseq)
 
-        return await self._write(job)
+        return job
 
-    def _reference_blob(self, tx: Tx, ref: BlobRef, parsed: str | None) -> None:
-        updated = tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ?", (ref.sha256,)).rowcount
-        if updated:
+    def _reference_blob(self, tx: Tx, blob: StagedBlob | BlobRef) -> None:
+        """Count one more reference to the message file; the file must be there."""
+        if isinstance(blob, BlobRef):
+            # A message already stored (COPY): its row holds a reference while it exists.
+            if not tx.execute(
+                "UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ? AND refcount > 0", (blob.sha256,)
+            ).rowcount:
+                raise NotFound("the message no longer exists")
             return
-        if parsed is None:
-            raise NotFound("the message no longer exists")
-        # Under the write lock, and garbage collection runs under it too: the file is there.
-        if not self.blobs.exists(ref.sha256):
-            raise StoreError(f"the message file {ref.sha256} is missing")
+        # Garbage collection spares files used within the grace period, and store_blob just
+        # used this one. Only a blob staged long ago needs a look (under the write lock, which
+        # collection holds too).
+        if time.monotonic() - blob.staged_at >= self._blob_grace / 2 and not self.blobs.exists(blob.ref.sha256):
+            raise StoreError(f"the message file {blob.ref.sha256} is missing; store it again")
         tx.execute(
-            "INSERT INTO blobs (sha256, size, refcount, parsed) VALUES (?, ?, 1, ?)", (ref.sha256, ref.size, parsed)
+            "INSERT INTO blobs (sha256, size, refcount, parsed) VALUES (?, ?, 1, ?)"
+            " ON CONFLICT (sha256) DO UPDATE SET refcount = refcount + 1",
+            (blob.ref.sha256, blob.ref.size, blob.parsed),
         )
 
     def _release_folder_messages(self, tx: Tx, folder_id: int) -> None:
@@ -543,7 +323,7 @@ class SqliteStore:
 
     async def load_index(self, folder_id: int) -> FolderIndex:
         def query(conn: sqlite3.Connection) -> FolderIndex:
-            folder = _folder_row(conn, folder_id)
+            folder = find_folder(conn, folder_id)
             index = FolderIndex(folder_id, folder.uidvalidity, folder.uidnext, folder.highestmodseq)
             rows = conn.execute(
                 "SELECT uid, flags, modseq, keywords FROM messages WHERE folder_id = ? ORDER BY uid", (folder_id,)
@@ -565,13 +345,13 @@ class SqliteStore:
 
         def query(conn: sqlite3.Connection) -> list[MessageMeta]:
             found: list[MessageMeta] = []
-            for chunk in _chunked(wanted):
+            for chunk in chunked(wanted):
                 rows = conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({_marks(chunk)})"
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
                     " ORDER BY uid",
                     (folder_id, *chunk),
                 ).fetchall()
-                found.extend(_message(row) for row in rows)
+                found.extend(message_from_row(row) for row in rows)
             return found
 
         return await self._readers.run(query)
@@ -587,22 +367,22 @@ class SqliteStore:
             return flags
 
         def job(tx: Tx) -> list[MessageMeta]:
-            folder = _folder_row(tx.conn, folder_id)
+            folder = find_folder(tx.conn, folder_id)
             modseq = folder.highestmodseq + 1
             changed: list[MessageMeta] = []
-            for chunk in _chunked(wanted):
+            for chunk in chunked(wanted):
                 rows = tx.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({_marks(chunk)})",
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})",
                     (folder_id, *chunk),
                 ).fetchall()
                 for row in rows:
-                    message = _message(row)
+                    message = message_from_row(row)
                     updated = new_flags(message.flags)
                     if updated == message.flags:
                         continue
                     tx.execute(
                         "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE folder_id = ? AND uid = ?",
-                        (int(updated.system), _keywords_text(updated.keywords), modseq, folder_id, message.uid),
+                        (int(updated.system), keywords_text(updated.keywords), modseq, folder_id, message.uid),
                     )
                     changed.append(
                         MessageMeta(folder_id, message.uid, message.blob, updated, message.internal_date, modseq)
@@ -620,13 +400,13 @@ class SqliteStore:
         wanted = sorted(set(uids))
 
         def job(tx: Tx) -> list[int]:
-            folder = _folder_row(tx.conn, folder_id)
+            folder = find_folder(tx.conn, folder_id)
             modseq = folder.highestmodseq + 1
             gone: list[int] = []
             freed = 0
-            for chunk in _chunked(wanted):
+            for chunk in chunked(wanted):
                 rows = tx.execute(
-                    f"DELETE FROM messages WHERE folder_id = ? AND uid IN ({_marks(chunk)})"
+                    f"DELETE FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
                     " RETURNING uid, blob_sha256, size",
                     (folder_id, *chunk),
                 ).fetchall()
@@ -650,7 +430,7 @@ class SqliteStore:
         return await self._write(job)
 
     async def read_blob(self, sha256: str) -> bytes:
-        return await self._readers.run_io(lambda: self.blobs.read(sha256))
+        return await self._readers.run(lambda _: self.blobs.read(sha256))
 
     async def get_parsed(self, sha256: str) -> str:
         row = await self._readers.run(
@@ -685,9 +465,9 @@ class SqliteStore:
 
     async def collect_garbage(self) -> int:
         """Remove unreferenced files past the grace period, and files no row names (crash leftovers)."""
-        removed = await asyncio.wrap_future(self._writer.submit_maintenance(self._collect))
+        removed = await self._writer.submit_maintenance(self._collect)
         known = await self._readers.run(lambda conn: {row[0] for row in conn.execute("SELECT sha256 FROM blobs")})
-        return removed + await self._readers.run_io(lambda: self._remove_orphans(known))
+        return removed + await self._files.run(lambda: self._remove_orphans(known))
 
     def _remove_orphans(self, known: set[str]) -> int:
         """Files without a row: written by an append that crashed before its commit."""
@@ -703,41 +483,22 @@ class SqliteStore:
         return removed
 
 
-def _insert_folder(tx: Tx, account_id: int, name: str, special_use: SpecialUse | None) -> Folder:
-    uidvalidity = tx.execute(
-        "UPDATE accounts SET last_uidvalidity = max(last_uidvalidity + 1, unixepoch()) WHERE id = ?"
-        " RETURNING last_uidvalidity",
-        (account_id,),
+def _append_refusal(tx: Tx, folder_id: int, size: int) -> StoreError:
+    """Why an append charged no account: the folder is gone, or the mailbox is full."""
+    row = tx.execute(
+        "SELECT a.address, a.used_bytes, a.quota_bytes FROM folders f JOIN accounts a ON a.id = f.account_id"
+        " WHERE f.id = ?",
+        (folder_id,),
     ).fetchone()
-    if uidvalidity is None:
-        raise NotFound("the account does not exist")
-    try:
-        cursor = tx.execute(
-            "INSERT INTO folders (account_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
-            (account_id, name, uidvalidity[0], special_use.value if special_use else None),
-        )
-    except sqlite3.IntegrityError:
-        raise AlreadyExists(f"a folder {name} exists already") from None
-    tx.changes.append(FolderCreated(account_id, cursor.lastrowid, name))
-    return Folder(cursor.lastrowid, account_id, name, uidvalidity[0], 1, 1, special_use, True)
-
-
-def _domain_id(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT id FROM domains WHERE name = ?", (name,)).fetchone()
     if row is None:
-        raise NotFound(f"the domain {display_domain(name)} is not hosted here")
-    return row[0]
+        return NotFound("the folder does not exist")
+    return QuotaExceeded(row[0], row[1], row[2], size)
 
 
-def _account_id(conn: sqlite3.Connection, address: str) -> int:
-    row = conn.execute("SELECT id FROM accounts WHERE address = ?", (address,)).fetchone()
-    if row is None:
-        raise NotFound(f"there is no mailbox {display_address(address)}")
-    return row[0]
+def _fail(future: asyncio.Future, error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
-def _folder_row(conn: sqlite3.Connection, folder_id: int) -> Folder:
-    row = conn.execute(f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE id = ?", (folder_id,)).fetchone()
-    if row is None:
-        raise NotFound("the folder does not exist")
-    return _folder(row)
+def _size_of(data: bytes | BinaryIO) -> int | None:
+    return len(data) if isinstance(data, (bytes, bytearray, memoryview)) else None

@@ -71,7 +71,8 @@ class Tx:
 @dataclass
 class _Job:
     run: Callable[[Tx], Any]
-    future: concurrent.futures.Future
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
 
 
 @dataclass
@@ -79,23 +80,34 @@ class _Maintenance:
     """Work that manages its own transactions, run between batches."""
 
     run: Callable[[sqlite3.Connection], Any]
-    future: concurrent.futures.Future
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
 
 
 _STOP = object()
 
+# (future, result, error) for every job of a batch, handed to the event loop at once.
+_Outcome = tuple[asyncio.Future, Any, BaseException | None]
+
 
 class Writer:
-    """The one thread that writes; `after_batch` runs in it after every commit, before anyone hears of it."""
+    """The one thread that writes.
+
+    `after_batch` runs in it after every commit, before anyone hears of the batch.
+    The callers of a batch hear of it all at once, in one wake-up of their event
+    loop, and only after its changes were handed to `publish` there.
+    """
 
     def __init__(
         self,
         path: Path,
         publish: Callable[[list[Change]], None],
+        before_commit: Callable[[], None],
         after_batch: Callable[[sqlite3.Connection], None],
     ) -> None:
         self._path = path
         self._publish = publish
+        self._before_commit = before_commit
         self._after_batch = after_batch
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
@@ -105,14 +117,21 @@ class Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def submit(self, run: Callable[[Tx], T]) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._jobs.put(_Job(run, future))
+    def submit(self, run: Callable[[Tx], T]) -> asyncio.Future:
+        """Run `run` in the next batch; the future (of the running loop) gets its result."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.enqueue(run, future, loop)
         return future
 
-    def submit_maintenance(self, run: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._jobs.put(_Maintenance(run, future))
+    def enqueue(self, run: Callable[[Tx], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
+        """`submit` from any thread: `future` belongs to `loop`, and is resolved there."""
+        self._jobs.put(_Job(run, future, loop))
+
+    def submit_maintenance(self, run: Callable[[sqlite3.Connection], T]) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put(_Maintenance(run, future, loop))
         return future
 
     def stop(self) -> None:
@@ -146,16 +165,19 @@ class Writer:
             conn.close()
 
     def _run_maintenance(self, conn: sqlite3.Connection, item: _Maintenance) -> None:
-        if not item.future.set_running_or_notify_cancel():
-            return
         try:
-            item.future.set_result(item.run(conn))
+            outcome = (item.future, item.run(conn), None)
         except Exception as error:
-            item.future.set_exception(error)
+            outcome = (item.future, None, error)
+        _hand_over(item.loop, [outcome], [], self._publish)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        started = [job for job in batch if job.future.set_running_or_notify_cancel()]
-        outcomes: list[tuple[_Job, Any, list[Change], BaseException | None]] = []
+        # A caller that gave up before its job started changes nothing. (One that gives up
+        # later may still see its write committed: as with any database, cancelling a
+        # COMMIT in flight does not undo it.)
+        started = [job for job in batch if not job.future.cancelled()]
+        outcomes: list[_Outcome] = []
+        changes: list[Change] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in started:
@@ -166,43 +188,95 @@ class Writer:
                 except Exception as error:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    outcomes.append((job, None, [], error))
+                    outcomes.append((job.future, None, error))
                 else:
                     conn.execute("RELEASE job")
-                    outcomes.append((job, result, tx.changes, None))
+                    outcomes.append((job.future, result, None))
+                    changes.extend(tx.changes)
+            self._before_commit()
             conn.execute("COMMIT")
         except Exception as error:
             log.exception("store write batch failed; nothing of it was committed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for job in started:
-                job.future.set_exception(error)
-            return
-        try:
-            self._after_batch(conn)
-        except Exception:
-            log.exception("store maintenance after a commit failed; the commit stands")
-        changes = [change for _, _, job_changes, _ in outcomes for change in job_changes]
+            outcomes = [(job.future, None, error) for job in started]
+            changes = []
+        else:
+            try:
+                self._after_batch(conn)
+            except Exception:
+                log.exception("store maintenance after a commit failed; the commit stands")
+        if started:
+            # One event loop in practice; a store shared by several loops hands each its own.
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+            for job, outcome in zip(started, outcomes):
+                by_loop.setdefault(job.loop, []).append(outcome)
+            for index, (loop, loop_outcomes) in enumerate(by_loop.items()):
+                _hand_over(loop, loop_outcomes, changes if index == 0 else [], self._publish)
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop,
+    outcomes: list[_Outcome],
+    changes: list[Change],
+    publish: Callable[[list[Change]], None],
+) -> None:
+    def resolve() -> None:
         if changes:
-            self._publish(changes)
-        for job, result, _, error in outcomes:
+            publish(changes)
+        for future, result, error in outcomes:
+            if future.done():
+                continue
             if error is None:
-                job.future.set_result(result)
+                future.set_result(result)
             else:
-                job.future.set_exception(error)
+                future.set_exception(error)
+
+    try:
+        loop.call_soon_threadsafe(resolve)
+    except RuntimeError:
+        log.warning("event loop closed; %d store results not delivered", len(outcomes))
+
+
+class FileLanes:
+    """Threads for message file work, in two lanes by size.
+
+    Storing a message is mostly CPU (hashing, parsing) under the GIL, so more
+    threads only contend with the writer: small messages get one thread. Large
+    ones (and streams of unknown size) get their own lane, so a 50 MB upload
+    never holds up a stream of small deliveries.
+    """
+
+    SMALL = 1 << 20
+
+    def __init__(self, large_threads: int = 2) -> None:
+        self._small = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-file")
+        self._large = concurrent.futures.ThreadPoolExecutor(large_threads, thread_name_prefix="store-file-large")
+
+    def _lane(self, size: int | None) -> concurrent.futures.ThreadPoolExecutor:
+        return self._small if size is not None and size <= self.SMALL else self._large
+
+    async def run(self, work: Callable[[], T], size: int | None = None) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._lane(size), work)
+
+    def start(self, work: Callable[[], None], size: int | None = None) -> None:
+        """Work that reports its own outcome (it hands its result on to the writer)."""
+        self._lane(size).submit(work)
+
+    def close(self) -> None:
+        self._small.shutdown(wait=True)
+        self._large.shutdown(wait=True)
 
 
 class Readers:
     """A few threads, each with its own read connection (WAL: readers never wait for the writer)."""
 
-    def __init__(self, path: Path, threads: int = 4, io_threads: int = 16) -> None:
+    def __init__(self, path: Path, threads: int = 4) -> None:
         self._path = path
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="store-read")
-        # Message file writers mostly wait for a shared flush: many threads, so many can wait at once.
-        self._io_pool = concurrent.futures.ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -226,12 +300,7 @@ class Readers:
     async def run(self, query: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
 
-    async def run_io(self, work: Callable[[], T]) -> T:
-        """Blocking file work (message files)."""
-        return await asyncio.get_running_loop().run_in_executor(self._io_pool, work)
-
     def close(self) -> None:
-        self._io_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         with self._lock:
             for conn in self._connections:
