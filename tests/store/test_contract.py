@@ -299,3 +299,14 @@ async def test_changes_reach_only_the_subscribers_of_that_account(store, account
     subscription.close()
     await append(store, await store.get_folder(bob.id, "INBOX"))
     assert len(alice_sees) == 1 and bob_sees == []
+
+
+async def test_sizes_and_byte_ranges(store, inbox):
+    small = await append(store, inbox)
+    large = await store.append(inbox.id, make_message(300_000))
+    assert await store.message_sizes(inbox.id) == ([small.uid, large.uid], [small.size, large.size])
+    data = await store.read_blob(large.blob.sha256)
+    assert len(data) == large.size
+    assert await store.read_blob_range(large.blob.sha256, 1000, 70_000) == data[1000:70_000]
+    assert await store.read_blob_range(large.blob.sha256, large.size - 10, large.size + 100) == data[-10:]
+    assert await store.read_blob_range(large.blob.sha256, 5, 5) == b""

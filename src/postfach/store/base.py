@@ -165,7 +165,13 @@ class Store(Protocol):
     async def expunge(self, folder_id: int, uids: Iterable[int]) -> list[int]:
         """Remove messages; returns the uids that were there and are now gone."""
 
+    async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
+        """Every message's uid and size, in uid order."""
+
     async def read_blob(self, sha256: str) -> bytes: ...
+    async def read_blob_range(self, sha256: str, start: int, end: int) -> bytes:
+        """Bytes start..end of a message file; fewer at its end."""
+
     async def get_parsed(self, sha256: str) -> str:
         """The message's parse cached at delivery (JSON of postfach.mime.ParsedMessage)."""
 

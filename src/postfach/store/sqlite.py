@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -428,6 +429,27 @@ class SqliteStore(AccountTables):
             return gone
 
         return await self._write(job)
+
+    async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
+        """Every message's uid and size, in uid order (POP3's STAT/LIST, STATUS SIZE)."""
+
+        def query(conn: sqlite3.Connection) -> tuple[list[int], list[int]]:
+            rows = conn.execute("SELECT uid, size FROM messages WHERE folder_id = ? ORDER BY uid", (folder_id,)).fetchall()
+            if not rows:
+                return [], []
+            uids, sizes = zip(*rows)
+            return list(uids), list(sizes)
+
+        return await self._readers.run(query)
+
+    async def read_blob_range(self, sha256: str, start: int, end: int) -> bytes:
+        """Bytes start..end of a message file (a chunk of a large message, a partial FETCH)."""
+
+        def read() -> bytes:
+            with self.blobs.open(sha256) as stored:
+                return os.pread(stored.fileno(), max(0, end - start), start)
+
+        return await self._readers.run(lambda _: read())
 
     async def read_blob(self, sha256: str) -> bytes:
         return await self._readers.run(lambda _: self.blobs.read(sha256))
