@@ -52,7 +52,11 @@ def normalize_address(text: str) -> str:
         raise AddressError(f"{text!r} is not a valid mail address (bad characters before the @)")
     if len(local.encode()) > MAX_LOCAL_LENGTH:
         raise AddressError(f"{text!r} is not a valid mail address (more than 64 bytes before the @)")
-    normalized = f"{local.lower()}@{normalize_domain(domain)}"
+    try:
+        ascii_domain = normalize_domain(domain)
+    except AddressError as error:
+        raise AddressError(f"{text!r} is not a valid mail address: {error}") from None
+    normalized = f"{local.lower()}@{ascii_domain}"
     if len(normalized.encode()) > MAX_ADDRESS_LENGTH:
         raise AddressError(f"{text!r} is too long for a mail address")
     return normalized
