@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from postfach.mime.model import EnvelopeAddress
+from postfach.mime.params import read_comment
 
 # Everything the tokenizer does not treat otherwise is atom text (lenient).
 _ATOM = re.compile(r'[^ \t\r\n()<>@,;:\\".\[\]]+')
@@ -57,7 +58,7 @@ def tokenize(text: str) -> list[Token]:
             space = True
             continue
         if ch == "(":
-            end, inner = _comment(text, pos)
+            end, inner = read_comment(text, pos)
             tokens.append(Token(COMMENT, inner, space))
             pos, space = end, True
             continue
@@ -82,24 +83,6 @@ def tokenize(text: str) -> list[Token]:
             pos = m.end()
         space = False
     return tokens
-
-
-def _comment(text: str, pos: int) -> tuple[int, str]:
-    """(end, inner text) of the nested comment at ``pos``; unterminated runs to the end."""
-    depth, start, n = 0, pos + 1, len(text)
-    while pos < n:
-        ch = text[pos]
-        if ch == "\\":
-            pos += 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return pos + 1, text[start:pos]
-        pos += 1
-    return n, text[start:n]
 
 
 def _unquote(quoted: str) -> str:

@@ -21,10 +21,9 @@ _UNQUOTED = re.compile(r"[^;]*")
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)", re.DOTALL)
 
 
-def _skip_comment(text: str, pos: int) -> int:
-    """Index after the (possibly nested, possibly unterminated) comment at ``pos``."""
-    depth = 0
-    n = len(text)
+def read_comment(text: str, pos: int) -> tuple[int, str]:
+    """(end, inner text) of the nested comment at ``pos``; unterminated runs to the end."""
+    depth, start, n = 0, pos + 1, len(text)
     while pos < n:
         ch = text[pos]
         if ch == "\\":
@@ -35,9 +34,9 @@ def _skip_comment(text: str, pos: int) -> int:
         elif ch == ")":
             depth -= 1
             if depth == 0:
-                return pos + 1
+                return pos + 1, text[start:pos]
         pos += 1
-    return n
+    return n, text[start:n]
 
 
 def _skip_cfws(text: str, pos: int) -> int:
@@ -47,7 +46,7 @@ def _skip_cfws(text: str, pos: int) -> int:
         if ch in " \t\r\n":
             pos += 1
         elif ch == "(":
-            pos = _skip_comment(text, pos)
+            pos = read_comment(text, pos)[0]
         else:
             break
     return pos
@@ -103,7 +102,7 @@ def _skip_junk(text: str, pos: int) -> int:
             pos = q.end()
             continue
         if ch == "(":
-            pos = _skip_comment(text, pos)
+            pos = read_comment(text, pos)[0]
             continue
         pos += 1
     return n
