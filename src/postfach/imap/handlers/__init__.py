@@ -1,0 +1,10 @@
+"""One module per family of commands; each registers its handlers with `session.handles`."""
+
+import importlib
+
+MODULES = ("connection",)
+
+
+def load_all() -> None:
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")

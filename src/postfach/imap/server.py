@@ -1,0 +1,236 @@
+"""The asyncio side of IMAP: read → feed the parser → run the session → write.
+
+Everything protocol-shaped lives in parser.py and session.py; this module owns
+what needs the socket: TLS upgrades, timeouts, IDLE's wait for either the
+client or a change, and spooling APPEND's message literal to disk so a large
+message never sits in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import tempfile
+from dataclasses import dataclass
+
+from postfach.imap import responses as r
+from postfach.imap.handlers import connection
+from postfach.imap.handlers import load_all as load_handlers
+from postfach.imap.parser import (
+    NEED_DATA,
+    CommandError,
+    Continuation,
+    ErrorKind,
+    IdleDone,
+    LiteralChunk,
+    Parser,
+    SaslResponse,
+)
+from postfach.imap.session import APPEND_TOO_BIG, ImapServices, ImapSession, State
+from postfach.net import Connection
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+SPOOL_IN_MEMORY = 1 << 20  # APPEND literals above this go to a temporary file
+MAX_CONSECUTIVE_ERRORS = 20  # then the peer is not speaking IMAP: say BYE
+TLS_RECORD_START = (b"\x16\x03",)  # a TLS ClientHello sent to the plain port
+
+
+@dataclass(frozen=True)
+class ImapTimeouts:
+    # RFC 9051 §5.4: at least 30 minutes for an authenticated client; clients renew IDLE
+    # every 29 minutes (RFC 2177 §3). Before login a minute is plenty.
+    unauthenticated: float = 60.0
+    authenticated: float = 30 * 60.0
+
+
+class ServerClosing(Exception):
+    """The server shuts down while this connection waits for its client."""
+
+
+class _StreamOutput:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+
+class ImapServer:
+    def __init__(
+        self, services: ImapServices, starttls: ssl.SSLContext, timeouts: ImapTimeouts = ImapTimeouts()
+    ) -> None:
+        load_handlers()
+        self.services = services
+        self._starttls = starttls
+        self._timeouts = timeouts
+
+    async def serve(self, conn: Connection) -> None:
+        session = ImapSession(
+            self.services, _StreamOutput(conn.writer), conn.id, conn.peer, tls=conn.is_tls, loopback=_is_loopback(conn)
+        )
+        await _Connection(self, conn, session).run()
+
+
+class _Connection:
+    """One client's read loop."""
+
+    def __init__(self, server: ImapServer, conn: Connection, session: ImapSession) -> None:
+        self.server = server
+        self.conn = conn
+        self.session = session
+        self.parser = Parser()
+        self.spool: tempfile.SpooledTemporaryFile | None = None
+        self.spool_refused = False
+        self.errors = 0
+
+    async def run(self) -> None:
+        session = self.session
+        session.send(session.greeting())
+        try:
+            while session.state is not State.LOGOUT:
+                await session.output.drain()
+                event = self.parser.next_event()
+                if event is NEED_DATA:
+                    data = await self._read()
+                    if not data:
+                        return
+                    if not self.conn.is_tls and data.startswith(TLS_RECORD_START) and not self.errors:
+                        log.info("[%d] TLS handshake on the plain IMAP port; closing", self.conn.id)
+                        return
+                    self.parser.feed(data)
+                    continue
+                await self._handle(event)
+                if self.errors >= MAX_CONSECUTIVE_ERRORS:
+                    session.send(r.untagged_status("BYE", "too many bad commands"))
+                    return
+            await session.output.drain()
+        except TimeoutError:
+            session.send(r.untagged_status("BYE", "autologout: idle for too long"))
+            await session.output.drain()
+        except ServerClosing:
+            session.send(r.untagged_status("BYE", "server shutting down"))
+            await session.output.drain()
+        except asyncio.CancelledError:
+            session.send(r.untagged_status("BYE", "server shutting down"))
+            raise
+        finally:
+            session.close()
+            self._drop_spool()
+
+    async def _read(self) -> bytes:
+        """The next bytes from the client; during IDLE, changes are reported while waiting."""
+        session = self.session
+        timeout = (
+            self.server._timeouts.unauthenticated
+            if session.state is State.NOT_AUTHENTICATED
+            else self.server._timeouts.authenticated
+        )
+        read = asyncio.ensure_future(self.conn.reader.read(READ_SIZE))
+        closing = asyncio.ensure_future(self.conn.closing.wait())
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    waits = {read, closing}
+                    if session.idling:
+                        waits.add(asyncio.ensure_future(session.changed.wait()))
+                    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    for waiting in pending - {read, closing}:
+                        waiting.cancel()
+                    if read in done:
+                        return read.result()
+                    if closing in done:
+                        raise ServerClosing
+                    await session.report_changes(expunges_allowed=True)
+                    await session.output.drain()
+        finally:
+            for waiting in (read, closing):
+                if not waiting.done():
+                    waiting.cancel()
+
+    async def _handle(self, event) -> None:
+        session = self.session
+        if isinstance(event, Continuation):
+            self._decide_literal(event)
+        elif isinstance(event, LiteralChunk):
+            self._spool(event)
+        elif isinstance(event, CommandError):
+            self.errors += 1
+            self._drop_spool()
+            code = "TOOBIG" if event.kind is ErrorKind.LITERAL_TOO_BIG else None
+            session.send(r.tagged(event.tag, "BAD", event.text, code) if event.tag else r.untagged_status("BAD", event.text))
+        elif isinstance(event, SaslResponse):
+            await connection.sasl_response(session, event.data)
+        elif isinstance(event, IdleDone):
+            await connection.end_idle(session)
+        else:
+            self.errors = 0
+            await self._run(event)
+
+    async def _run(self, command) -> None:
+        session = self.session
+        session.append_data = self._take_spool() if getattr(command, "NAME", "") == "APPEND" else None
+        try:
+            await session.run(command)
+        finally:
+            session.append_data = None
+        self.parser.utf8 = session.utf8
+        if session.starttls_requested:
+            session.starttls_requested = False
+            await session.output.drain()
+            self.parser.take_buffered()  # pipelined before the handshake: never obeyed
+            await self.conn.start_tls(self.server._starttls)
+            session.tls = True
+        if session.sasl_pending:
+            self.parser.expect_sasl_response(session.sasl_pending)
+        if session.idling:
+            self.parser.expect_idle_done(session.idling)
+
+    # ---------------------------------------------------------------- APPEND's literal
+
+    def _decide_literal(self, event: Continuation) -> None:
+        limit = self.session.services.settings.append_limit
+        if event.message and event.size > limit:
+            # RFC 7889 §3 (APPENDLIMIT): refuse before the client sends the message.
+            self.parser.reject_literal()
+            self.session.send(r.tagged(event.tag, "NO", f"the message is larger than {limit} octets", "TOOBIG"))
+            return
+        self.parser.accept_literal()
+        self.session.send(r.continuation("ready for literal data"))
+
+    def _spool(self, chunk: LiteralChunk) -> None:
+        if self.spool is None and not self.spool_refused:
+            if chunk.size > self.session.services.settings.append_limit:
+                self.spool_refused = True  # a non-synchronizing literal over the limit: read, drop
+            else:
+                self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        if self.spool is not None:
+            self.spool.write(chunk.data)
+
+    def _take_spool(self):
+        spool, refused = self.spool, self.spool_refused
+        self.spool, self.spool_refused = None, False
+        if refused:
+            return APPEND_TOO_BIG
+        if spool is not None:
+            spool.seek(0)
+        return spool
+
+    def _drop_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.spool, self.spool_refused = None, False
+
+
+def _is_loopback(conn: Connection) -> bool:
+    host = conn.peer.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

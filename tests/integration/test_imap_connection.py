@@ -1,0 +1,173 @@
+"""IMAP before and around login, with imaplib over real sockets: TLS rules, LOGIN, AUTHENTICATE, errors."""
+
+import asyncio
+import base64
+import imaplib
+import socket
+import ssl
+
+import pytest
+
+from tests.support.accounts import PASSWORD, make_account
+from tests.support.config import make_config
+from tests.support.server import running_server
+
+USER = "alice@example.com"
+
+
+def insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@pytest.fixture
+async def server(tmp_path):
+    async with running_server(make_config(tmp_path, listeners=("imap", "imaps"))) as running:
+        await make_account(running.store, USER)
+        yield running
+
+
+def plain(server) -> imaplib.IMAP4:
+    address = server.addresses["imap"]
+    return imaplib.IMAP4(address.host, address.port, timeout=10)
+
+
+def secure(server) -> imaplib.IMAP4_SSL:
+    address = server.addresses["imaps"]
+    return imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure(), timeout=10)
+
+
+def in_thread(function):
+    """imaplib blocks: run the client in a thread, the server on the test's event loop."""
+
+    async def run(*args):
+        return await asyncio.to_thread(function, *args)
+
+    return run
+
+
+@in_thread
+def check_plain_port_requires_starttls(server):
+    client = plain(server)
+    assert "STARTTLS" in client.capabilities and "LOGINDISABLED" in client.capabilities
+    assert "IMAP4REV1" in client.capabilities and "IMAP4REV2" in client.capabilities
+    typ, data = client._simple_command("LOGIN", USER, client._quote(PASSWORD))
+    assert typ == "NO" and b"[PRIVACYREQUIRED]" in data[0]
+    client.starttls(insecure())
+    assert "LOGINDISABLED" not in client.capabilities and "STARTTLS" not in client.capabilities
+    assert "AUTH=PLAIN" in client.capabilities
+    typ, data = client.login(USER, PASSWORD)
+    assert typ == "OK"
+    assert client.logout()[0] == "BYE"
+
+
+async def test_plain_port_requires_starttls_before_login(server):
+    await check_plain_port_requires_starttls(server)
+
+
+@in_thread
+def check_logins(server):
+    client = secure(server)
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login(USER, "wrong password")
+    assert client.login("Alice@Example.COM", PASSWORD)[0] == "OK"
+    client.logout()
+    # AUTHENTICATE PLAIN, the client answering the continuation.
+    client = secure(server)
+    assert client.authenticate("PLAIN", lambda _: f"\0{USER}\0{PASSWORD}".encode())[0] == "OK"
+    client.logout()
+    # SASL-IR: the response in the command itself (RFC 4959).
+    client = secure(server)
+    response = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
+    typ, data = client._simple_command("AUTHENTICATE", "PLAIN", response)
+    assert typ == "OK", data
+    client.logout()
+
+
+async def test_login_and_authenticate_plain(server):
+    await check_logins(server)
+
+
+@in_thread
+def check_errors_keep_the_session(server):
+    client = secure(server)
+    assert raw_command(client, b"t1 FROBNICATE").startswith(b"t1 BAD")
+    assert b"not allowed in the not authenticated state" in raw_command(client, b"t2 SELECT INBOX")
+    client.login(USER, PASSWORD)
+    # An over-long command line gets BAD; the next command works.
+    assert raw_command(client, b"t3 NOOP " + b"x" * 70_000).startswith(b"t3 BAD")
+    assert client.noop()[0] == "OK"
+    typ, data = client.xatom("ID", '("name" "test")')
+    assert typ == "OK" and b"Postfach" in client.untagged_responses.pop("ID")[0]
+    typ, data = client.namespace()
+    assert data == [b'(("" "/")) NIL NIL']
+    typ, data = client.xatom("ENABLE", "UTF8=ACCEPT")
+    assert typ == "OK" and client.untagged_responses.pop("ENABLED") == [b"UTF8=ACCEPT"]
+    client.logout()
+
+
+def raw_command(client: imaplib.IMAP4, line: bytes) -> bytes:
+    """Send a line imaplib would refuse to send; return the tagged answer."""
+    tag = line.split(b" ", 1)[0]
+    client.send(line + b"\r\n")
+    while not (answer := client.readline()).startswith(tag + b" "):
+        pass
+    return answer
+
+
+async def test_errors_are_bad_and_the_session_goes_on(server):
+    await check_errors_keep_the_session(server)
+
+
+def raw_exchange(address, payload: bytes, *, tls_after: bytes | None = None, read_seconds: float = 2.0) -> bytes:
+    with socket.create_connection((address.host, address.port), timeout=10) as sock:
+        sock.recv(4096)  # greeting
+        sock.sendall(payload)
+        if tls_after is not None:
+            answer = b""
+            while b"a OK" not in answer:
+                answer += sock.recv(4096)
+            with insecure().wrap_socket(sock) as wrapped:
+                wrapped.settimeout(read_seconds)
+                wrapped.sendall(tls_after)
+                received = b""
+                try:
+                    while chunk := wrapped.recv(4096):
+                        received += chunk
+                except (TimeoutError, ssl.SSLError, ConnectionError):
+                    pass
+                return answer + b"|TLS|" + received
+        sock.settimeout(read_seconds)
+        received = b""
+        try:
+            while chunk := sock.recv(4096):
+                received += chunk
+        except TimeoutError:
+            return received + b"|OPEN|"
+        return received + b"|CLOSED|"
+
+
+async def test_commands_pipelined_before_starttls_are_never_run(server):
+    address = server.addresses["imap"]
+    answer = await asyncio.to_thread(
+        raw_exchange, address, b"a STARTTLS\r\nb CAPABILITY\r\n", tls_after=b"c NOOP\r\n"
+    )
+    before, _, after = answer.partition(b"|TLS|")
+    assert b"a OK" in before and b"b " not in before
+    assert b"b OK" not in after and b"c OK" in after
+
+
+async def test_tls_handshake_on_the_plain_port_closes_the_connection(server):
+    address = server.addresses["imap"]
+    hello = bytes.fromhex("16030100a5010000a10303") + bytes(200)
+    answer = await asyncio.to_thread(raw_exchange, address, hello)
+    assert answer.endswith(b"|CLOSED|")
+
+
+async def test_binary_garbage_ends_in_bye(server):
+    address = server.addresses["imap"]
+    garbage = b"".join(bytes([n % 256]) * 7 + b"\r\n" for n in range(1, 60))
+    answer = await asyncio.to_thread(raw_exchange, address, garbage)
+    assert b"* BYE" in answer and answer.endswith(b"|CLOSED|")
