@@ -97,6 +97,11 @@ class Config:
     tls_key: Path | None
     store_url: str
     config_file: Path | None
+    # USER/PASS and AUTH without TLS, from loopback clients only (a local webmail, fetchmail).
+    allow_plaintext_on_loopback: bool = False
+    pop3_idle_timeout: int = 600  # seconds; RFC 1939 §3 asks for at least 600, tests use less
+    smtp_max_message_size: int = 50 * 1024 * 1024  # bytes of DATA; advertised as SIZE (RFC 1870)
+    smtp_max_recipients: int = 100  # per message; RFC 5321 §4.5.3.1.8 asks for at least 100
 
     @property
     def db_path(self) -> Path:
@@ -229,6 +234,28 @@ def _parse_listen(value: str, base: Path) -> ListenAddress:
     return ListenAddress(host, port)
 
 
+def _parse_bool(value: bool, base: Path) -> bool:
+    return value
+
+
+def _parse_seconds(value: int, base: Path) -> int:
+    if value < 1:
+        raise Invalid(f"must be at least 1 second, got {value}")
+    return value
+
+
+def _parse_message_size(value: int, base: Path) -> int:
+    if not 1024 <= value <= 1 << 30:
+        raise Invalid(f"must be 1024 to {1 << 30} bytes, got {value}")
+    return value
+
+
+def _parse_recipient_limit(value: int, base: Path) -> int:
+    if not 1 <= value <= 10000:
+        raise Invalid(f"must be 1 to 10000, got {value}")
+    return value
+
+
 def _parse_store_url(value: str, base: Path) -> str:
     scheme, colon, rest = value.partition(":")
     if not colon or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
@@ -262,6 +289,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("tls.cert", str, _parse_path, optional=True),
         Setting("tls.key", str, _parse_path, optional=True),
         Setting("store.url", str, _parse_store_url),
+        Setting("auth.allow_plaintext_on_loopback", bool, _parse_bool),
+        Setting("pop3.idle_timeout", int, _parse_seconds),
+        Setting("smtp.max_message_size", int, _parse_message_size),
+        Setting("smtp.max_recipients", int, _parse_recipient_limit),
     ]
 }
 TABLES = sorted({s.table for s in SETTINGS.values() if s.table})
@@ -617,4 +648,8 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         tls_key=values.get("tls.key"),
         store_url=values.get("store.url") or f"sqlite://{data_dir / SQLITE_FILE_NAME}",
         config_file=config_file,
+        allow_plaintext_on_loopback=values.get("auth.allow_plaintext_on_loopback", False),
+        pop3_idle_timeout=values.get("pop3.idle_timeout", 600),
+        smtp_max_message_size=values.get("smtp.max_message_size", Config.smtp_max_message_size),
+        smtp_max_recipients=values.get("smtp.max_recipients", Config.smtp_max_recipients),
     )

@@ -23,6 +23,11 @@ _connection_ids = itertools.count(1)
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
+def next_connection_id() -> int:
+    """A process-wide connection id, for listeners that do not run on `Listener` (SMTP)."""
+    return next(_connection_ids)
+
+
 @dataclass(eq=False)
 class Connection:
     id: int
@@ -30,14 +35,27 @@ class Connection:
     peer: str
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    # Set when the server shuts down: a handler waiting for its client should say goodbye.
+    closing: asyncio.Event
 
     @property
     def is_tls(self) -> bool:
         return self.writer.get_extra_info("ssl_object") is not None
 
-    async def start_tls(self, context: ssl.SSLContext) -> None:
-        """Upgrade in place (STARTTLS / STLS). The caller discards what the client pipelined first."""
+    async def start_tls(self, context: ssl.SSLContext, answer: bytes = b"") -> int:
+        """Send `answer` (the OK to STARTTLS or STLS) if not sent yet, and upgrade in place.
+
+        Bytes the client sent before the handshake are dropped, never read as if they had
+        come over TLS (the STARTTLS command-injection flaw, CVE-2011-0411): the caller drops
+        what its parser holds, this drops what the stream holds. Returns how many bytes went.
+        No await may come between the answer and this call: the client's ClientHello can
+        follow the answer at once and must reach the TLS layer, not the plaintext buffer.
+        """
+        dropped = _discard_read_buffer(self.reader)
+        if answer:
+            self.writer.write(answer)
         await self.writer.start_tls(context)
+        return dropped
 
 
 Handler = Callable[[Connection], Awaitable[None]]
@@ -53,6 +71,7 @@ class Listener:
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._closing = asyncio.Event()
 
     @property
     def bound(self) -> ListenAddress:
@@ -77,7 +96,7 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        connection = Connection(next(_connection_ids), self.name, _format_peer(peer), reader, writer)
+        connection = Connection(next(_connection_ids), self.name, _format_peer(peer), reader, writer, self._closing)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -103,6 +122,7 @@ class Listener:
         if self._server is None:
             return
         self._server.close()
+        self._closing.set()
         if self._tasks:
             _, pending = await asyncio.wait(tuple(self._tasks), timeout=SHUTDOWN_GRACE_SECONDS)
             for task in pending:
@@ -110,6 +130,16 @@ class Listener:
             if pending:
                 await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
         await self._server.wait_closed()
+
+
+def _discard_read_buffer(reader: asyncio.StreamReader) -> int:
+    """Empty what the StreamReader holds but nobody has read (asyncio has no public call for it)."""
+    buffer = getattr(reader, "_buffer", None)
+    if not buffer:
+        return 0
+    dropped = len(buffer)
+    buffer.clear()
+    return dropped
 
 
 def os_reason(error: OSError) -> str:

@@ -16,7 +16,13 @@ from postfach import tls
 from postfach.auth.authenticator import Authenticator
 from postfach.auth.passwords import Passwords
 from postfach.config import Config, ListenAddress
+from postfach.delivery.pipeline import DeliveryPipeline
+from postfach.imap.server import ImapServer
+from postfach.imap.session import ImapServices, ImapSettings
 from postfach.net import Connection, Handler, Listener
+from postfach.pop3.server import Pop3Server
+from postfach.smtp import SMTP_LISTENERS, smtp_listener
+from postfach.smtp.listener import SmtpListener
 from postfach.store.sqlite import SqliteStore
 from postfach.web.server import WebServer
 
@@ -29,8 +35,6 @@ IMPLICIT_TLS = frozenset({"imaps", "pop3s", "submissions"})
 # "service not available", so a client reports it instead of hanging.
 _UNAVAILABLE = {
     "imap": b"* BYE [UNAVAILABLE] IMAP is not available on this server yet\r\n",
-    "pop3": b"-ERR [SYS/PERM] POP3 is not available on this server yet\r\n",
-    "smtp": b"421 4.3.2 SMTP is not available on this server yet\r\n",
 }
 _PROTOCOL = {
     "imap": "imap",
@@ -56,7 +60,10 @@ class Server:
         self.config = config
         self.store: SqliteStore | None = None
         self.authenticator: Authenticator | None = None
-        self.listeners: dict[str, Listener] = {}
+        self.pop3: Pop3Server | None = None
+        self.imap: ImapServer | None = None
+        self.pipeline: DeliveryPipeline | None = None
+        self.listeners: dict[str, Listener | SmtpListener] = {}
         self.web: WebServer | None = None
 
     @property
@@ -73,6 +80,29 @@ class Server:
         self.store = await SqliteStore.open(config.db_path, config.blob_dir)
         passwords = Passwords()
         self.authenticator = Authenticator(self.store, passwords)
+        self.pop3 = Pop3Server(
+            self.store,
+            self.authenticator,
+            tls.server_context(cert, key),  # for STLS; pop3s gets its TLS from the Listener
+            idle_timeout=config.pop3_idle_timeout,
+            allow_plaintext_on_loopback=config.allow_plaintext_on_loopback,
+        )
+        self.imap = ImapServer(
+            ImapServices(
+                self.store,
+                self.authenticator,
+                ImapSettings(config.hostname, allow_plaintext_on_loopback=config.allow_plaintext_on_loopback),
+            ),
+            tls.server_context(cert, key),  # for STARTTLS; imaps gets its TLS from the Listener
+        )
+        handlers: dict[str, Handler] = {
+            "imap": self.imap.serve,
+            "imaps": self.imap.serve,
+            "pop3": self.pop3.serve_plain,
+            "pop3s": self.pop3.serve_tls,
+        }
+        # The one delivery pipeline (MX, submission, later webmail); no outbound queue yet.
+        self.pipeline = DeliveryPipeline(self.store, config.hostname)
         try:
             for name, address in config.listen.items():
                 if name == "http":
@@ -81,8 +111,16 @@ class Server:
                     self.web = WebServer(address, context, self.store)
                     await self.web.start()
                     continue
+                if name in SMTP_LISTENERS:
+                    smtp = smtp_listener(
+                        name, address, config, tls.server_context(cert, key), self.pipeline, self.authenticator
+                    )
+                    await smtp.start()
+                    self.listeners[name] = smtp
+                    continue
                 implicit: ssl.SSLContext | None = tls.server_context(cert, key) if name in IMPLICIT_TLS else None
-                listener = Listener(name, address, _unavailable(_UNAVAILABLE[_PROTOCOL[name]]), implicit)
+                handler = handlers.get(name) or _unavailable(_UNAVAILABLE[_PROTOCOL[name]])
+                listener = Listener(name, address, handler, implicit)
                 await listener.start()
                 self.listeners[name] = listener
         except BaseException:

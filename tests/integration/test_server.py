@@ -22,13 +22,13 @@ from tests.support.server import ServeProcess, data_dir_of, running_server
 PASSWORD = "correct horse battery"
 
 GREETINGS = {
-    "imap": b"* BYE [UNAVAILABLE]",
-    "imaps": b"* BYE [UNAVAILABLE]",
-    "pop3": b"-ERR [SYS/PERM]",
-    "pop3s": b"-ERR [SYS/PERM]",
-    "smtp": b"421 4.3.2 ",
-    "submission": b"421 4.3.2 ",
-    "submissions": b"421 4.3.2 ",
+    "imap": b"* OK [CAPABILITY IMAP4rev1 ",
+    "imaps": b"* OK [CAPABILITY IMAP4rev1 ",
+    "pop3": b"+OK ",
+    "pop3s": b"+OK ",
+    "smtp": b"220 mail.example.com ",
+    "submission": b"220 mail.example.com ",
+    "submissions": b"220 mail.example.com ",
 }
 IMPLICIT_TLS = {"imaps", "pop3s", "submissions", "http"}
 

@@ -310,3 +310,83 @@ async def test_sizes_and_byte_ranges(store, inbox):
     assert await store.read_blob_range(large.blob.sha256, 1000, 70_000) == data[1000:70_000]
     assert await store.read_blob_range(large.blob.sha256, large.size - 10, large.size + 100) == data[-10:]
     assert await store.read_blob_range(large.blob.sha256, 5, 5) == b""
+
+
+# ---------------------------------------------------------------- IMAP message commands (issue 3)
+
+
+async def test_expunge_deleted_removes_only_messages_flagged_deleted(store, inbox):
+    keep, drop, other = [await append(store, inbox) for _ in range(3)]
+    await store.set_flags(inbox.id, [drop.uid, other.uid], Flags(SystemFlag.DELETED), FlagMode.ADD)
+    assert await store.expunge_deleted(inbox.id, [keep.uid, drop.uid]) == [drop.uid]
+    assert await store.expunge_deleted(inbox.id) == [other.uid]
+    assert (await store.load_index(inbox.id)).uids == [keep.uid]
+    assert await store.expunged_since(inbox.id, keep.modseq) == [drop.uid, other.uid]
+
+
+async def test_conditional_flag_change_reports_the_messages_changed_since(store, inbox):
+    first, second = await append(store, inbox), await append(store, inbox)
+    [touched] = await store.set_flags(inbox.id, [second.uid], Flags(SystemFlag.FLAGGED), FlagMode.ADD)
+    changed, failed = await store.set_flags_if_unchanged(
+        inbox.id, [first.uid, second.uid], Flags(SystemFlag.SEEN), FlagMode.ADD, unchanged_since=second.modseq
+    )
+    assert [m.uid for m in changed] == [first.uid] and failed == [second.uid]
+    [stored] = await store.get_messages(inbox.id, [second.uid])
+    assert stored.flags.system == SystemFlag.FLAGGED and stored.modseq == touched.modseq
+
+
+async def test_copy_keeps_bytes_flags_and_dates_and_is_all_or_nothing(store, account, inbox):
+    trash = await store.get_folder(account.id, "Trash")
+    archive = await store.get_folder(account.id, "Archive")
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    a = await append(store, inbox, flags=Flags(SystemFlag.SEEN, frozenset({"$Work"})), internal_date=when)
+    b = await append(store, inbox, size=3 * 1024 * 1024)
+    pairs = await store.copy_messages(inbox.id, [b.uid, a.uid, 999], archive.id)
+    assert [source for source, _ in pairs] == [a.uid, b.uid]
+    copies = await store.get_messages(archive.id, [new for _, new in pairs])
+    assert copies[0].flags == a.flags and copies[0].internal_date == when and copies[0].blob == a.blob
+    assert (await store.get_account(account.address)).used_bytes == 2 * (a.size + b.size)
+    # Over quota: nothing is copied ... except into Trash, which never fails on quota.
+    await store.set_quota(account.address, 5 * 1024 * 1024)
+    with pytest.raises(QuotaExceeded):
+        await store.copy_messages(inbox.id, [a.uid, b.uid], archive.id)
+    assert len((await store.load_index(archive.id)).uids) == 2
+    assert len(await store.copy_messages(inbox.id, [a.uid, b.uid], trash.id, enforce_quota=False)) == 2
+
+
+async def test_move_is_one_change_in_each_folder(store, account, inbox):
+    archive = await store.get_folder(account.id, "Archive")
+    a, b = await append(store, inbox), await append(store, inbox)
+    used = (await store.get_account(account.address)).used_bytes
+    changes = []
+    store.events.subscribe(account.id, changes.append)
+    pairs = await store.move_messages(inbox.id, [a.uid, b.uid], archive.id)
+    assert [source for source, _ in pairs] == [a.uid, b.uid]
+    assert (await store.load_index(inbox.id)).uids == []
+    assert (await store.load_index(archive.id)).uids == [new for _, new in pairs]
+    assert (await store.get_account(account.address)).used_bytes == used
+    assert [type(change) for change in changes] == [MessagesAdded, MessagesExpunged]
+    assert await store.read_blob(a.blob.sha256)  # the file stays: the moved row refers to it
+
+
+async def test_full_text_search_finds_substrings_in_decoded_bodies_and_headers(store, account, inbox):
+    import base64
+
+    body = base64.encodebytes("Grüße aus Köln, wir treffen uns um 10*2 Uhr\n".encode()).decode()
+    data = (
+        "Subject: =?utf-8?q?Sch=C3=B6ne_Gr=C3=BC=C3=9Fe?=\r\nFrom: Ann <ann@example.org>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body
+    ).encode()
+    found = await store.append(inbox.id, data)
+    other = await append(store, inbox)
+    assert await store.search_text(inbox.id, "KÖLN", body_only=True) == [found.uid]
+    assert await store.search_text(inbox.id, "10*2", body_only=True) == [found.uid]
+    assert await store.search_text(inbox.id, "schöne", body_only=True) == []
+    assert await store.search_text(inbox.id, "schöne", body_only=False) == [found.uid]
+    assert await store.search_text(inbox.id, "message", body_only=True) == [other.uid]
+    # The same content in another folder is found there, and only there.
+    archive = await store.get_folder(account.id, "Archive")
+    await store.copy_messages(inbox.id, [found.uid], archive.id)
+    assert len(await store.search_text(archive.id, "köln", body_only=True)) == 1
+    await store.expunge(inbox.id, [found.uid])
+    assert await store.search_text(inbox.id, "köln", body_only=True) == []

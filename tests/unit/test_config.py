@@ -10,6 +10,7 @@ import pytest
 from postfach.config import (
     DEFAULT_PORTS,
     LISTENER_NAMES,
+    TABLES,
     Config,
     ConfigError,
     ListenAddress,
@@ -279,6 +280,11 @@ def test_find_config_file_precedence():
 
 # --- one sentence per mistake -------------------------------------------------
 
+# Every table the settings name, as the "known:" hints list them (they grow as settings are added).
+KNOWN_TABLES = ", ".join(f"[{table}]" for table in TABLES)
+KNOWN_TOP_LEVEL_TABLES = ", ".join(f'"{table}"' for table in TABLES)
+assert {"auth", "listen", "pop3", "store", "tls"} <= set(TABLES)
+
 BAD_LISTEN = [
     ("127.0.0.1:99999", "port must be 0 to 65535"),
     ("127.0.0.1:-1", "port must be a number"),
@@ -309,7 +315,7 @@ def test_bad_host_port(tmp_path, value, reason):
         ('datadir = "x"\n', 'unknown key "datadir" (did you mean "data_dir"?)'),
         ("[listen]\nimapx = \"127.0.0.1:0\"\n", 'unknown key "listen.imapx" in [listen] (did you mean "listen.imap"?)'),
         ("[tlss]\ncert = \"x\"\n", "unknown table [tlss] (did you mean [tls]?)"),
-        ("[limits]\nmax = 1\n", "unknown table [limits] (known: [listen], [store], [tls])"),
+        ("[limits]\nmax = 1\n", f"unknown table [limits] (known: {KNOWN_TABLES})"),
         ("[listen]\nimap = 143\n", 'listen.imap: expected a string like "host:port", got an integer 143'),
         ('listen = "127.0.0.1:0"\n', 'listen: expected a table, got a string "127.0.0.1:0"'),
         ("hostname = true\n", "hostname: expected a string, got a boolean true"),
@@ -536,7 +542,7 @@ def test_every_problem_is_reported(tmp_path, pair):
     )
     problems = problems_of(path, {"POSTFACH_FOO": "bar"})
     assert problems == [
-        f'{path}: unknown key "colour" (known: "data_dir", "hostname", "listen", "store", "tls")',
+        f'{path}: unknown key "colour" (known: "data_dir", "hostname", {KNOWN_TOP_LEVEL_TABLES})',
         f'{path}: listen.pop3: expected a string like "host:port", got an integer 110',
         "unknown environment variable POSTFACH_FOO (did you mean POSTFACH_CONFIG?)",
         f'{path}: hostname: "mail_1.example" is not a valid DNS name '
@@ -553,3 +559,83 @@ def test_config_is_a_plain_dataclass_for_tests(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = dataclasses.replace(load_config(None, {}), hostname="other.example.test")
     assert isinstance(config, Config) and config.hostname == "other.example.test"
+
+
+# --- the auth and pop3 tables ---------------------------------------------------
+
+
+def test_plaintext_on_loopback_is_off_and_pop3_idle_timeout_is_ten_minutes_by_default(tmp_path):
+    config = load_config(write_config(tmp_path, ""), {})
+    assert config.allow_plaintext_on_loopback is False
+    assert config.pop3_idle_timeout == 600
+
+
+def test_plaintext_on_loopback_and_idle_timeout_from_the_file(tmp_path):
+    path = write_config(tmp_path, "[auth]\nallow_plaintext_on_loopback = true\n[pop3]\nidle_timeout = 5\n")
+    config = load_config(path, {})
+    assert config.allow_plaintext_on_loopback is True
+    assert config.pop3_idle_timeout == 5
+
+
+def test_plaintext_on_loopback_and_idle_timeout_from_the_environment(tmp_path):
+    path = write_config(tmp_path, "[auth]\nallow_plaintext_on_loopback = true\n[pop3]\nidle_timeout = 5\n")
+    environ = {"POSTFACH_AUTH_ALLOW_PLAINTEXT_ON_LOOPBACK": "no", "POSTFACH_POP3_IDLE_TIMEOUT": "30"}
+    config = load_config(path, environ)
+    assert config.allow_plaintext_on_loopback is False
+    assert config.pop3_idle_timeout == 30
+    assert load_config(path, {"POSTFACH_AUTH_ALLOW_PLAINTEXT_ON_LOOPBACK": "1"}).allow_plaintext_on_loopback
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "problem"),
+    [
+        ('[auth]\nallow_plaintext_on_loopback = "yes"\n', {},
+         'auth.allow_plaintext_on_loopback: expected a boolean, got a string "yes"'),
+        ("[pop3]\nidle_timeout = 0\n", {}, "pop3.idle_timeout: must be at least 1 second, got 0"),
+        ('[pop3]\nidle_timeout = "10m"\n', {}, 'pop3.idle_timeout: expected an integer, got a string "10m"'),
+        ("[pop3]\nidle_timout = 5\n", {}, 'unknown key "pop3.idle_timout" in [pop3] (did you mean "pop3.idle_timeout"?)'),
+    ],
+)
+def test_auth_and_pop3_mistakes(tmp_path, text, environ, problem):
+    path = write_config(tmp_path, text)
+    assert problems_of(path, environ) == [f"{path}: {problem}"]
+
+
+def test_bad_plaintext_or_timeout_variable_names_the_variable(tmp_path):
+    path = write_config(tmp_path, "")
+    environ = {"POSTFACH_AUTH_ALLOW_PLAINTEXT_ON_LOOPBACK": "maybe", "POSTFACH_POP3_IDLE_TIMEOUT": "-5"}
+    assert problems_of(path, environ) == [
+        'POSTFACH_AUTH_ALLOW_PLAINTEXT_ON_LOOPBACK: "maybe" is not true or false',
+        "POSTFACH_POP3_IDLE_TIMEOUT: must be at least 1 second, got -5",
+    ]
+
+
+# --- the smtp table ---------------------------------------------------------------
+
+
+def test_smtp_limits_default_to_50_mb_and_100_recipients(tmp_path):
+    config = load_config(write_config(tmp_path, ""), {})
+    assert config.smtp_max_message_size == 50 * 1024 * 1024
+    assert config.smtp_max_recipients == 100
+
+
+def test_smtp_limits_from_the_file_and_the_environment(tmp_path):
+    path = write_config(tmp_path, "[smtp]\nmax_message_size = 10485760\nmax_recipients = 20\n")
+    config = load_config(path, {})
+    assert (config.smtp_max_message_size, config.smtp_max_recipients) == (10485760, 20)
+    config = load_config(path, {"POSTFACH_SMTP_MAX_RECIPIENTS": "7", "POSTFACH_SMTP_MAX_MESSAGE_SIZE": "4096"})
+    assert (config.smtp_max_message_size, config.smtp_max_recipients) == (4096, 7)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[smtp]\nmax_message_size = 10\n", "smtp.max_message_size: must be 1024 to 1073741824 bytes, got 10"),
+        ('[smtp]\nmax_message_size = "50M"\n', 'smtp.max_message_size: expected an integer, got a string "50M"'),
+        ("[smtp]\nmax_recipients = 0\n", "smtp.max_recipients: must be 1 to 10000, got 0"),
+        ("[smtp]\nmax_rcpt = 5\n", 'unknown key "smtp.max_rcpt" in [smtp] (did you mean "smtp.max_recipients"?)'),
+    ],
+)
+def test_smtp_limit_mistakes(tmp_path, text, problem):
+    path = write_config(tmp_path, text)
+    assert problems_of(path) == [f"{path}: {problem}"]

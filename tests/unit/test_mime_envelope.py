@@ -148,3 +148,11 @@ def test_group_in_envelope():
 def test_malformed_address_lists_do_not_raise(junk):
     result = parse_address_list(junk)
     assert all(isinstance(a, EnvelopeAddress) for a in result)
+
+
+def test_a_stray_closing_parenthesis_does_not_break_the_envelope():
+    # Found by hypothesis: ")" without "(" once crashed the tokenizer (and the whole parse
+    # fell back to a single text part).
+    parsed = parse_message(b'From:) "A" <a@x>, G: b@y;\r\nSubject: s\r\n\r\nbody\r\n')
+    assert [(a.mailbox, a.host) for a in parsed.envelope.from_] == [("a", "x"), ("G", None), ("b", "y"), (None, None)]
+    assert parsed.envelope.subject == "s"

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 
 # Said in every state once the connection may log in.
 BASE = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UTF8=ACCEPT")
+# Folders, SELECT, APPEND, STATUS, QUOTA (imap/handlers/mailboxes, listing, select, append).
+FOLDERS = (
+    "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE",
+    "STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE",
+)
 
 
 def capabilities(session: ImapSession) -> list[str]:
@@ -28,5 +33,6 @@ def capabilities(session: ImapSession) -> list[str]:
             # RFC 9051 §6.2.3: no LOGIN or AUTHENTICATE until the connection is encrypted.
             names.append("LOGINDISABLED")
         return names
+    names.extend(FOLDERS)
     names.append(f"APPENDLIMIT={session.services.settings.append_limit}")
     return names

@@ -182,10 +182,11 @@ class _Connection:
             session.append_data = None
         self.parser.utf8 = session.utf8
         if session.starttls_requested:
+            # The OK is written; no await before the upgrade (see Connection.start_tls).
             session.starttls_requested = False
-            await session.output.drain()
-            self.parser.take_buffered()  # pipelined before the handshake: never obeyed
-            await self.conn.start_tls(self.server._starttls)
+            dropped = len(self.parser.take_buffered()) + await self.conn.start_tls(self.server._starttls)
+            if dropped:
+                log.warning("[%d] dropped %d bytes sent before the TLS handshake", self.conn.id, dropped)
             session.tls = True
         if session.sasl_pending:
             self.parser.expect_sasl_response(session.sasl_pending)

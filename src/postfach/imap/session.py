@@ -140,6 +140,9 @@ class ImapSession:
     selected: SelectedFolder | None = None
     utf8: bool = False
     enabled: set[str] = field(default_factory=set)
+    # RFC 5182 SEARCHRES: the UIDs saved by SEARCH RETURN (SAVE), valid for that view only
+    # (a new SELECT, or none, resets it; see imap/targets.py).
+    saved_search: tuple[SelectedFolder, tuple[int, ...]] | None = None
     # Requests to the server around it, read after a command ran:
     starttls_requested: bool = False
     compress_requested: bool = False
@@ -162,6 +165,16 @@ class ImapSession:
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
+
+    @property
+    def rev2(self) -> bool:
+        """IMAP4rev2 was enabled: no \\Recent, no RECENT, no [UNSEEN] (RFC 9051 Appendix E)."""
+        return "IMAP4rev2" in self.enabled
+
+    @property
+    def claims_recent(self) -> bool:
+        """Whether new messages in the selected folder become \\Recent for this session."""
+        return self.selected is not None and not self.selected.read_only and not self.rev2
 
     @property
     def plaintext_login_allowed(self) -> bool:
@@ -233,6 +246,9 @@ class ImapSession:
             return
         wanted = view.wanted_uids
         if wanted:
+            if self.claims_recent and any(view.seq_of(uid) is None for uid in wanted):
+                # New messages: the first session to claim them sees them as \Recent (RFC 3501 §2.3.2).
+                view.recent.update(await self.store.claim_recent(view.folder_id))
             view.refresh(await self.store.get_messages(view.folder_id, wanted))
         for update in view.take_updates(expunges_allowed=expunges_allowed):
             if isinstance(update, Expunged):
@@ -242,6 +258,8 @@ class ImapSession:
                     self.send(b"* %d EXPUNGE\r\n" % update.seq)
             elif isinstance(update, Exists):
                 self.send(b"* %d EXISTS\r\n" % update.count)
+                if not self.rev2:
+                    self.send(b"* %d RECENT\r\n" % len(view.recent))
             elif isinstance(update, FlagsUpdate):
                 items: list[tuple[str, object]] = [("UID", update.uid), ("FLAGS", r.flag_list(update.flags.names()))]
                 if self.condstore:

@@ -73,7 +73,7 @@ def tokenize(text: str) -> list[Token]:
             assert m is not None
             tokens.append(Token(LITERAL, m.group(0), space))
             pos = m.end()
-        elif ch in "<>@,;:.]\\":
+        elif ch in "<>@,;:.])\\":  # ")" without "(": stray, kept as a special
             tokens.append(Token(SPECIAL, ch, space))
             pos += 1
         else:

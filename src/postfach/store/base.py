@@ -70,11 +70,13 @@ class QuotaExceeded(StoreError):
 class StagedBlob:
     """Message bytes on disk, durable and parsed, that no folder holds yet (see Store.append)."""
 
-    __slots__ = ("ref", "parsed", "staged_at")
+    __slots__ = ("ref", "parsed", "search_text", "staged_at")
 
-    def __init__(self, ref: BlobRef, parsed: str) -> None:
+    def __init__(self, ref: BlobRef, parsed: str, search_text: tuple[str, str] | None = None) -> None:
         self.ref = ref
         self.parsed = parsed
+        # (head, body) for the full-text index (postfach.store.search_text), None: not indexed.
+        self.search_text = search_text
         self.staged_at = time.monotonic()
 
 
@@ -137,6 +139,18 @@ class Store(Protocol):
     async def delete_folder(self, folder_id: int) -> None: ...
     async def set_subscribed(self, folder_id: int, subscribed: bool) -> None: ...
     async def folder_status(self, folder_id: int) -> FolderStatus: ...
+    async def rename_inbox(self, account_id: int, new_name: str) -> Folder:
+        """RFC 9051 §6.3.5: a new folder takes all of INBOX's messages (new uids); INBOX stays, empty."""
+
+    # \Recent (IMAP4rev1): a message is recent for exactly one session.
+    async def claim_recent(self, folder_id: int) -> list[int]:
+        """The uids no session has claimed yet, now claimed by the caller (atomically)."""
+
+    async def count_recent(self, folder_id: int) -> int:
+        """How many messages are recent and unclaimed (STATUS RECENT, EXAMINE); claims nothing."""
+
+    async def expunged_since(self, folder_id: int, modseq: int) -> list[int]:
+        """The uids expunged with a modseq above `modseq`, ascending (RFC 7162 VANISHED)."""
 
     # Messages.
     async def store_blob(self, data: bytes | BinaryIO) -> StagedBlob:
@@ -164,6 +178,34 @@ class Store(Protocol):
 
     async def expunge(self, folder_id: int, uids: Iterable[int]) -> list[int]:
         """Remove messages; returns the uids that were there and are now gone."""
+
+    async def expunge_deleted(self, folder_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove the messages flagged \\Deleted (of `uids`, or all); returns the uids gone.
+        The flag is checked in the same transaction, so one undeleted meanwhile stays."""
+
+    async def set_flags_if_unchanged(
+        self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode, unchanged_since: int
+    ) -> tuple[list[MessageMeta], list[int]]:
+        """RFC 7162 §3.1.3 conditional STORE: change only messages whose modseq is at most
+        `unchanged_since`; returns (messages changed, uids that failed the test)."""
+
+    async def copy_messages(
+        self, source_folder_id: int, uids: Iterable[int], target_folder_id: int, *, enforce_quota: bool = True
+    ) -> list[tuple[int, int]]:
+        """Copy messages with their flags and internal dates, all or none (RFC 9051 §6.4.7);
+        returns (source uid, new uid) pairs in source uid order."""
+
+    async def move_messages(
+        self, source_folder_id: int, uids: Iterable[int], target_folder_id: int
+    ) -> list[tuple[int, int]]:
+        """Copy and expunge in one transaction (RFC 6851 §3.3: atomic); publishes both changes."""
+
+    async def expunged_since(self, folder_id: int, modseq: int) -> list[int]:
+        """UIDs expunged from the folder with a modseq above `modseq` (RFC 7162 VANISHED)."""
+
+    async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
+        """UIDs whose indexed text contains `needle`, case-insensitively: the body text
+        (`body_only`), else header or body text (IMAP SEARCH BODY / TEXT)."""
 
     async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
         """Every message's uid and size, in uid order."""

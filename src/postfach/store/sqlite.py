@@ -48,7 +48,9 @@ from postfach.store.changes import (
     MessagesExpunged,
 )
 from postfach.store.events import LocalEventBus
+from postfach.store.search_text import index_texts
 from postfach.store.sqlite_accounts import AccountTables
+from postfach.store.sqlite_folders import FolderTables
 from postfach.store.sqlite_engine import FileLanes, Readers, Tx, Writer, connect, migrate
 from postfach.store.sqlite_rows import (
     FOLDER_COLUMNS,
@@ -68,7 +70,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOB_GRACE_SECONDS = 600
 
 
-class SqliteStore(AccountTables):
+class SqliteStore(AccountTables, FolderTables):
     def __init__(
         self,
         db_path: Path,
@@ -212,9 +214,11 @@ class SqliteStore(AccountTables):
         """Write the message file and parse it once (blocking: an I/O thread runs it)."""
         ref = self.blobs.write(data)
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return StagedBlob(ref, parse_message(data).to_json())
+            parsed = parse_message(data)
+            return StagedBlob(ref, parsed.to_json(), index_texts(data, parsed))
         with self.blobs.mapped(ref.sha256) as content:
-            return StagedBlob(ref, parse_message(content).to_json())
+            parsed = parse_message(content)
+            return StagedBlob(ref, parsed.to_json(), index_texts(content, parsed))
 
     async def append(
         self,
@@ -304,6 +308,16 @@ class SqliteStore(AccountTables):
             " ON CONFLICT (sha256) DO UPDATE SET refcount = refcount + 1",
             (blob.ref.sha256, blob.ref.size, blob.parsed),
         )
+        if blob.search_text is not None:
+            # The first reference indexes the text; the trigger on blobs drops it with the row.
+            doc = tx.execute(
+                "INSERT INTO search_docs (sha256) VALUES (?) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+                (blob.ref.sha256,),
+            ).fetchone()
+            if doc is not None:
+                tx.execute(
+                    "INSERT INTO search_index (rowid, head, body) VALUES (?, ?, ?)", (doc[0], *blob.search_text)
+                )
 
     def _release_folder_messages(self, tx: Tx, folder_id: int) -> None:
         """Drop a folder's messages: blob references and quota usage go with them."""
@@ -358,8 +372,17 @@ class SqliteStore(AccountTables):
         return await self._readers.run(query)
 
     async def set_flags(self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode) -> list[MessageMeta]:
-        wanted = sorted(set(uids))
+        return await self._write(self._set_flags_job(folder_id, sorted(set(uids)), flags, mode))
 
+    def _set_flags_job(
+        self,
+        folder_id: int,
+        wanted: list[int],
+        flags: Flags,
+        mode: FlagMode,
+        unchanged_since: int | None = None,
+        failed: list[int] | None = None,
+    ) -> Callable[[Tx], list[MessageMeta]]:
         def new_flags(old: Flags) -> Flags:
             if mode is FlagMode.ADD:
                 return Flags(old.system | flags.system, old.keywords | flags.keywords)
@@ -373,11 +396,16 @@ class SqliteStore(AccountTables):
             changed: list[MessageMeta] = []
             for chunk in chunked(wanted):
                 rows = tx.execute(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})",
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
+                    " ORDER BY uid",
                     (folder_id, *chunk),
                 ).fetchall()
                 for row in rows:
                     message = message_from_row(row)
+                    if unchanged_since is not None and message.modseq > unchanged_since:
+                        assert failed is not None
+                        failed.append(message.uid)
+                        continue
                     updated = new_flags(message.flags)
                     if updated == message.flags:
                         continue
@@ -395,40 +423,160 @@ class SqliteStore(AccountTables):
                 tx.changes.append(FlagsChanged(folder.account_id, folder_id, uids_changed, modseq))
             return changed
 
-        return await self._write(job)
+        return job
 
     async def expunge(self, folder_id: int, uids: Iterable[int]) -> list[int]:
         wanted = sorted(set(uids))
+        return await self._write(lambda tx: self._expunge_rows(tx, folder_id, wanted))
 
-        def job(tx: Tx) -> list[int]:
-            folder = find_folder(tx.conn, folder_id)
-            modseq = folder.highestmodseq + 1
-            gone: list[int] = []
-            freed = 0
-            for chunk in chunked(wanted):
-                rows = tx.execute(
-                    f"DELETE FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
-                    " RETURNING uid, blob_sha256, size",
-                    (folder_id, *chunk),
-                ).fetchall()
-                for uid, sha256, size in rows:
-                    gone.append(uid)
-                    freed += size
-                    tx.execute("UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?", (sha256,))
-            if not gone:
-                return gone
-            gone.sort()
-            tx.conn.executemany(
-                "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)",
-                [(folder_id, uid, modseq) for uid in gone],
-            )
-            tx.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (modseq, folder_id))
-            tx.execute("UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", (freed, folder.account_id))
-            tx.changes.append(MessagesExpunged(folder.account_id, folder_id, tuple(gone), modseq))
-            self._gc_wanted = True
+    def _expunge_rows(self, tx: Tx, folder_id: int, wanted: list[int]) -> list[int]:
+        folder = find_folder(tx.conn, folder_id)
+        modseq = folder.highestmodseq + 1
+        gone: list[int] = []
+        freed = 0
+        for chunk in chunked(wanted):
+            rows = tx.execute(
+                f"DELETE FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
+                " RETURNING uid, blob_sha256, size",
+                (folder_id, *chunk),
+            ).fetchall()
+            for uid, sha256, size in rows:
+                gone.append(uid)
+                freed += size
+                tx.execute("UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?", (sha256,))
+        if not gone:
             return gone
+        gone.sort()
+        tx.conn.executemany(
+            "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)",
+            [(folder_id, uid, modseq) for uid in gone],
+        )
+        tx.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (modseq, folder_id))
+        tx.execute("UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", (freed, folder.account_id))
+        tx.changes.append(MessagesExpunged(folder.account_id, folder_id, tuple(gone), modseq))
+        self._gc_wanted = True
+        return gone
+
+    async def expunge_deleted(self, folder_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        def job(tx: Tx) -> list[int]:
+            query = "SELECT uid FROM messages WHERE folder_id = ? AND flags & ? ORDER BY uid"
+            deleted = [row[0] for row in tx.execute(query, (folder_id, int(SystemFlag.DELETED)))]
+            if uids is not None:
+                deleted = sorted(set(deleted) & wanted)
+            return self._expunge_rows(tx, folder_id, deleted)
+
+        wanted = None if uids is None else set(uids)
+        return await self._write(job)
+
+    async def set_flags_if_unchanged(
+        self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode, unchanged_since: int
+    ) -> tuple[list[MessageMeta], list[int]]:
+        wanted = sorted(set(uids))
+        failed: list[int] = []
+        inner = self._set_flags_job(folder_id, wanted, flags, mode, unchanged_since, failed)
+        changed = await self._write(inner)
+        return changed, failed
+
+    async def copy_messages(
+        self, source_folder_id: int, uids: Iterable[int], target_folder_id: int, *, enforce_quota: bool = True
+    ) -> list[tuple[int, int]]:
+        wanted = sorted(set(uids))
+
+        def job(tx: Tx) -> list[tuple[int, int]]:
+            rows = self._message_rows(tx, source_folder_id, wanted)
+            total = sum(row[3] for row in rows)
+            charged = tx.execute(
+                "UPDATE accounts SET used_bytes = used_bytes + :size"
+                " WHERE id = (SELECT account_id FROM folders WHERE id = :folder)"
+                " AND (NOT :enforce OR used_bytes + :size <= quota_bytes) RETURNING id",
+                {"size": total, "folder": target_folder_id, "enforce": enforce_quota},
+            ).fetchone()
+            if charged is None:
+                raise _append_refusal(tx, target_folder_id, total)
+            for row in rows:
+                tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ?", (row[2],))
+            return self._insert_copies(tx, charged[0], target_folder_id, rows)
 
         return await self._write(job)
+
+    async def move_messages(
+        self, source_folder_id: int, uids: Iterable[int], target_folder_id: int
+    ) -> list[tuple[int, int]]:
+        wanted = sorted(set(uids))
+
+        def job(tx: Tx) -> list[tuple[int, int]]:
+            source = find_folder(tx.conn, source_folder_id)
+            target = find_folder(tx.conn, target_folder_id)
+            if source.account_id != target.account_id:
+                raise Conflict("messages move only between folders of one mailbox")
+            rows = self._message_rows(tx, source_folder_id, wanted)
+            # The blob reference and the quota charge go from the old row to the new one.
+            pairs = self._insert_copies(tx, target.account_id, target_folder_id, rows)
+            for row in rows:
+                tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ?", (row[2],))
+            tx.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?",
+                       (sum(row[3] for row in rows), target.account_id))
+            self._expunge_rows(tx, source_folder_id, [row[1] for row in rows])
+            return pairs
+
+        return await self._write(job)
+
+    @staticmethod
+    def _message_rows(tx: Tx, folder_id: int, uids: list[int]) -> list[tuple]:
+        find_folder(tx.conn, folder_id)
+        rows: list[tuple] = []
+        for chunk in chunked(uids):
+            rows.extend(tx.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
+                " ORDER BY uid",
+                (folder_id, *chunk),
+            ).fetchall())
+        return rows
+
+    @staticmethod
+    def _insert_copies(tx: Tx, account_id: int, folder_id: int, rows: list[tuple]) -> list[tuple[int, int]]:
+        """New rows in `folder_id` for message rows of another folder; the caller counts blobs and quota."""
+        if not rows:
+            return []
+        first, modseq = tx.execute(
+            "UPDATE folders SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1"
+            " WHERE id = ? RETURNING uidnext - ?, highestmodseq",
+            (len(rows), folder_id, len(rows)),
+        ).fetchone()
+        pairs = []
+        for offset, row in enumerate(rows):
+            uid = first + offset
+            tx.execute(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (folder_id, uid, *row[2:8], modseq),
+            )
+            pairs.append((row[1], uid))
+        tx.changes.append(MessagesAdded(account_id, folder_id, tuple(new for _, new in pairs), modseq))
+        return pairs
+
+    async def expunged_since(self, folder_id: int, modseq: int) -> list[int]:
+        rows = await self._readers.run(
+            lambda conn: conn.execute(
+                "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid", (folder_id, modseq)
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
+        # GLOB on case-folded text: exact substring semantics, served by the trigram index.
+        pattern = "*" + needle.casefold().replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*"
+        where = "s.body GLOB :p" if body_only else "(s.body GLOB :p OR s.head GLOB :p)"
+
+        def query(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "SELECT m.uid FROM messages m JOIN search_docs d ON d.sha256 = m.blob_sha256"
+                f" WHERE m.folder_id = :folder AND d.id IN (SELECT rowid FROM search_index s WHERE {where})"
+                " ORDER BY m.uid",
+                {"folder": folder_id, "p": pattern},
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._readers.run(query)
 
     async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
         """Every message's uid and size, in uid order (POP3's STAT/LIST, STATUS SIZE)."""

@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ("connection",)
+MODULES = ("connection", "mailboxes", "listing", "select", "append")
 
 
 def load_all() -> None:

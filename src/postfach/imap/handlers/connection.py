@@ -7,7 +7,7 @@ import logging
 
 from postfach import __version__
 from postfach.auth.authenticator import AuthFailure
-from postfach.auth.sasl import PLAIN, SaslError, decode_plain
+from postfach.auth.sasl import PLAIN, SaslError, parse_plain
 from postfach.imap import commands as c
 from postfach.imap import responses as r
 from postfach.imap.session import Bad, Done, ImapSession, No, State, handles
@@ -94,19 +94,12 @@ async def authenticate(session: ImapSession, command: c.Authenticate) -> Done:
 
 async def finish_plain(session: ImapSession, response: bytes) -> Done:
     try:
-        credentials = decode_plain(_base64_text(response))
+        credentials = parse_plain(response)
     except SaslError as error:
         raise Bad(str(error)) from None
     if credentials.authzid and credentials.authzid.lower() != credentials.authcid.lower():
         raise No("acting for another user is not allowed", "AUTHORIZATIONFAILED")
     return await _log_in(session, credentials.authcid, credentials.password)
-
-
-def _base64_text(decoded: bytes) -> str:
-    """The parser hands over the decoded response; decode_plain takes base64 text."""
-    import base64
-
-    return base64.b64encode(decoded).decode("ascii")
 
 
 async def sasl_response(session: ImapSession, response: bytes | None) -> None:

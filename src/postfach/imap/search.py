@@ -1,0 +1,207 @@
+"""Evaluating SEARCH keys against the selected folder (RFC 9051 §6.4.4).
+
+What each key reads:
+
+- flags, \\Recent, sequence numbers, UIDs, MODSEQ: the session's in-memory view;
+- sizes, internal dates, EMAILID: the store's message rows (one query);
+- header keys and SENT*: the header block of each message, read by its
+  parse-once offsets (only when such a key is present);
+- BODY and TEXT: the store's full-text index (one query per key).
+
+Strings match as case-insensitive substrings (RFC 9051 §6.4.4); header values
+are compared after RFC 2047 encoded-words are decoded, so CHARSET UTF-8
+finds an encoded subject. Dates ignore time and zone: a message's internal
+date counts in its own zone, and so does its Date: header.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from postfach.imap import search_keys as k
+from postfach.imap import targets
+from postfach.imap.selected import SelectedFolder
+from postfach.imap.session import ImapSession
+from postfach.mime.headers import decode_value
+from postfach.mime.model import ParsedMessage
+from postfach.mime.text import decode_header_text
+from postfach.model import SYSTEM_FLAG_NAMES, MessageMeta
+
+SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+_FLAG_BITS = {name.lower(): flag for flag, name in SYSTEM_FLAG_NAMES.items()}
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_ROW_KEYS = (k.SearchSize, k.SearchDate, k.SearchAge, k.SearchObjectId)
+
+
+def walk(key: k.SearchKey) -> Iterator[k.SearchKey]:
+    yield key
+    if isinstance(key, k.SearchNot):
+        yield from walk(key.key)
+    elif isinstance(key, k.SearchOr):
+        yield from walk(key.left)
+        yield from walk(key.right)
+    elif isinstance(key, k.SearchAnd):
+        for inner in key.keys:
+            yield from walk(inner)
+
+
+def header_fields(block: bytes) -> list[tuple[str, str]]:
+    """Every field of a header block (repeated ones too): (lower-case name, decoded value)."""
+    fields = []
+    for line in _FOLD.sub(b"", block).splitlines():
+        name, colon, value = line.partition(b":")
+        if colon and name and not name[:1].isspace():
+            fields.append((name.strip().decode("latin-1").lower(), decode_header_text(decode_value(value.strip()))))
+    return fields
+
+
+def sent_date(value: str | None) -> datetime | None:
+    """The Date: header as a datetime in its own zone, or None when it cannot be read."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class MessageFacts:
+    """What the keys of one search need to know about the messages, loaded once per command."""
+
+    rows: dict[int, MessageMeta] = field(default_factory=dict)
+    headers: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    text_hits: dict[k.SearchText, set[int]] = field(default_factory=dict)
+    parsed: dict[int, ParsedMessage] = field(default_factory=dict)
+
+
+async def load_headers(session: ImapSession, rows: dict[int, MessageMeta]) -> tuple[
+    dict[int, list[tuple[str, str]]], dict[int, ParsedMessage]
+]:
+    """Each message's header fields and parse, read by the offsets cached at delivery."""
+    store = session.store
+    headers: dict[int, list[tuple[str, str]]] = {}
+    parsed: dict[int, ParsedMessage] = {}
+    by_sha: dict[str, tuple[list[tuple[str, str]], ParsedMessage]] = {}
+    for uid, row in rows.items():
+        sha = row.blob.sha256
+        if sha not in by_sha:
+            message = ParsedMessage.from_json(await store.get_parsed(sha))
+            root = message.structure
+            block = await store.read_blob_range(sha, root.header_start, root.header_end)
+            by_sha[sha] = (header_fields(block), message)
+        headers[uid], parsed[uid] = by_sha[sha]
+    return headers, parsed
+
+
+async def gather_facts(session: ImapSession, key: k.SearchKey) -> MessageFacts:
+    view = targets.selected(session)
+    facts = MessageFacts()
+    keys = list(walk(key))
+    wants_headers = any(isinstance(x, k.SearchHeader) or (isinstance(x, k.SearchDate) and x.scope == "sent")
+                        for x in keys)
+    if wants_headers or any(isinstance(x, _ROW_KEYS) for x in keys):
+        found = await session.store.get_messages(view.folder_id, view.uids)
+        facts.rows = {row.uid: row for row in found}
+    if wants_headers:
+        facts.headers, facts.parsed = await load_headers(session, facts.rows)
+    for x in keys:
+        if isinstance(x, k.SearchText) and x not in facts.text_hits and x.value:
+            hits = await session.store.search_text(view.folder_id, x.value, body_only=x.scope == "body")
+            facts.text_hits[x] = set(hits)
+    return facts
+
+
+async def search(session: ImapSession, key: k.SearchKey) -> list[int]:
+    """Sequence numbers of the messages matching ``key``, ascending."""
+    view = targets.selected(session)
+    facts = await gather_facts(session, key)
+    saved = set(targets.saved_uids(session)) if any(
+        isinstance(x, k.SearchSequence) and x.sequence_set.saved for x in walk(key)
+    ) else set()
+    matcher = _Matcher(view, facts, saved, time.time())
+    return [seq for seq in range(1, len(view) + 1) if matcher.matches(key, seq, view.uid_at(seq))]
+
+
+def _day(moment: datetime) -> date:
+    return moment.date()
+
+
+@dataclass
+class _Matcher:
+    view: SelectedFolder
+    facts: MessageFacts
+    saved: set[int]
+    now: float
+
+    def matches(self, key: k.SearchKey, seq: int, uid: int) -> bool:  # noqa: C901 - one branch per key type
+        view = self.view
+        if isinstance(key, k.SearchAll):
+            return True
+        if isinstance(key, k.SearchAnd):
+            return all(self.matches(inner, seq, uid) for inner in key.keys)
+        if isinstance(key, k.SearchOr):
+            return self.matches(key.left, seq, uid) or self.matches(key.right, seq, uid)
+        if isinstance(key, k.SearchNot):
+            return not self.matches(key.key, seq, uid)
+        if isinstance(key, k.SearchFlag):
+            return self._has_flag(key.flag, seq, uid) == key.present
+        if isinstance(key, k.SearchSequence):
+            if key.sequence_set.saved:
+                return uid in self.saved
+            if key.uid:
+                return key.sequence_set.contains(uid, view.uids[-1])
+            return key.sequence_set.contains(seq, len(view))
+        if isinstance(key, k.SearchModSeq):
+            return view.modseq_at(seq) >= key.modseq
+        if isinstance(key, k.SearchText):
+            return not key.value or uid in self.facts.text_hits.get(key, ())
+        if isinstance(key, k.SearchHeader):
+            return self._header(key, uid)
+        row = self.facts.rows.get(uid)
+        if row is None:  # expunged elsewhere: nothing more is known of it
+            return False
+        if isinstance(key, k.SearchSize):
+            return row.size > key.size if key.relation == "larger" else row.size < key.size
+        if isinstance(key, k.SearchAge):  # RFC 5032 §3
+            age = self.now - row.internal_date.timestamp()
+            return age >= key.seconds if key.relation == "older" else age <= key.seconds
+        if isinstance(key, k.SearchDate):
+            if key.scope == "internal":
+                day = _day(row.internal_date)
+            else:
+                parsed = self.facts.parsed.get(uid)
+                sent = sent_date(parsed.envelope.date if parsed else None)
+                if sent is None:
+                    return False
+                day = _day(sent)
+            if key.relation == "before":
+                return day < key.day
+            if key.relation == "on":
+                return day == key.day
+            return day >= key.day
+        if isinstance(key, k.SearchObjectId):
+            from postfach.imap.handlers.fetch import email_id
+
+            return key.kind == "emailid" and email_id(row.blob.sha256) == key.value
+        raise AssertionError(f"unknown search key {key!r}")
+
+    def _has_flag(self, name: str, seq: int, uid: int) -> bool:
+        lower = name.lower()
+        if lower == "\\recent":
+            return uid in self.view.recent
+        flags = self.view.flags_at(seq)
+        bit = _FLAG_BITS.get(lower)
+        if bit is not None:
+            return bit in flags.system
+        return any(keyword.lower() == lower for keyword in flags.keywords)
+
+    def _header(self, key: k.SearchHeader, uid: int) -> bool:
+        fields = self.facts.headers.get(uid, [])
+        needle = key.value.casefold()
+        return any(name == key.name and needle in value.casefold() for name, value in fields)

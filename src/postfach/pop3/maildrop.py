@@ -1,0 +1,94 @@
+"""A POP3 session's maildrop: the INBOX snapshot taken at login, and the lock that makes it exclusive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+
+class Maildrop:
+    """INBOX as it was at login (RFC 1939 §4: numbers stay fixed for the session).
+
+    Message n is `uids[n - 1]`. Deletion marks are kept here until QUIT.
+    """
+
+    def __init__(self, folder_id: int, uidvalidity: int, uids: list[int], sizes: list[int]) -> None:
+        self.folder_id = folder_id
+        self.uidvalidity = uidvalidity
+        self._uids = uids
+        self._sizes = sizes
+        self._deleted: set[int] = set()
+        self._total = sum(sizes)
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    def exists(self, number: int) -> bool:
+        """A message number that names a message not marked deleted."""
+        return 1 <= number <= len(self._uids) and number not in self._deleted
+
+    def is_deleted(self, number: int) -> bool:
+        return number in self._deleted
+
+    def uid(self, number: int) -> int:
+        return self._uids[number - 1]
+
+    def size(self, number: int) -> int:
+        return self._sizes[number - 1]
+
+    def unique_id(self, number: int) -> str:
+        # RFC 1939 §7 UIDL: 1 to 70 characters from 0x21 to 0x7E, never reused. Uids in a
+        # folder never are, and INBOX keeps its uidvalidity (it cannot be deleted or renamed).
+        return f"{self.uidvalidity}.{self._uids[number - 1]}"
+
+    def stat(self) -> tuple[int, int]:
+        """(messages, octets), not counting those marked deleted (RFC 1939 §5 STAT)."""
+        return len(self._uids) - len(self._deleted), self._total
+
+    def delete(self, number: int) -> None:
+        if number not in self._deleted:
+            self._deleted.add(number)
+            self._total -= self._sizes[number - 1]
+
+    def reset(self) -> None:
+        self._deleted.clear()
+        self._total = sum(self._sizes)
+
+    def deleted_uids(self) -> list[int]:
+        return sorted(self._uids[number - 1] for number in self._deleted)
+
+    def numbers(self) -> Iterator[int]:
+        """Every message number not marked deleted, in order."""
+        deleted = self._deleted
+        return (number for number in range(1, len(self._uids) + 1) if number not in deleted)
+
+    def list_lines(self) -> bytes:
+        sizes = self._sizes
+        return b"".join(b"%d %d\r\n" % (number, sizes[number - 1]) for number in self.numbers())
+
+    def uidl_lines(self) -> bytes:
+        uids, prefix = self._uids, b"%d." % self.uidvalidity
+        return b"".join(b"%d %s%d\r\n" % (number, prefix, uids[number - 1]) for number in self.numbers())
+
+
+class MaildropLocks:
+    """RFC 1939 §8: one session per maildrop at a time.
+
+    In-process only, held by the POP3 server object: enough while one process
+    serves POP3. When several worker processes share the listeners this lock
+    has to move into the store (or the change broker), like quarantine state.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[int] = set()
+
+    def acquire(self, account_id: int) -> bool:
+        if account_id in self._held:
+            return False
+        self._held.add(account_id)
+        return True
+
+    def release(self, account_id: int) -> None:
+        self._held.discard(account_id)
+
+    def __contains__(self, account_id: int) -> bool:
+        return account_id in self._held

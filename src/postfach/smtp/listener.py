@@ -1,0 +1,179 @@
+"""aiosmtpd's SMTP protocol on our listeners: binding (port 0 too), implicit TLS, shutdown.
+
+aiosmtpd's `SMTP` is an asyncio Protocol that swaps its own transport for
+STARTTLS, so it cannot run on top of `net.Listener`'s streams; this listener
+gives it the same outside (`name`, `bound`, `start`, `close`) and creates the
+server with `loop.create_server`, as aiosmtpd's controller does.
+
+`SmtpProtocol` adds to aiosmtpd what Postfach needs everywhere: enhanced
+status codes on aiosmtpd's own replies (replies.enhance), no AUTH at all
+where the handler offers none (the MX), AUTH on implicit TLS, and a
+connection id in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session, syntax
+
+from postfach.config import ListenAddress
+from postfach.net import SHUTDOWN_GRACE_SECONDS, next_connection_id, os_reason
+from postfach.smtp import replies
+
+log = logging.getLogger(__name__)
+
+IDENT = "Postfach ESMTP"  # the greeting names no software version
+
+
+class _Session(Session):
+    # aiosmtpd's login_data logs a deprecation warning on every successful AUTH.
+    login_data = property(lambda self: self._login_data, lambda self, value: setattr(self, "_login_data", value))
+
+
+class SmtpProtocol(SMTP):
+    def __init__(self, handler: Any, *, implicit_tls: bool, on_lost: Callable[[SmtpProtocol], None], **options) -> None:
+        self.connection_id = next_connection_id()
+        self._offers_auth = bool(getattr(handler, "offers_auth", False))
+        self._implicit_tls = implicit_tls
+        super().__init__(handler, ident=IDENT, **options)
+        if implicit_tls:
+            # The whole connection is TLS: AUTH is safe from the first command. (Set here, not
+            # with auth_require_tls=False, which aiosmtpd warns about on every connection.)
+            self._auth_require_tls = False
+        self._on_lost = on_lost
+        self._ehlo_reply = False
+
+    @property
+    def is_tls(self) -> bool:
+        return self._implicit_tls or self._tls_protocol is not None
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            self._on_lost(self)
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str) and not (self._ehlo_reply and status.startswith("250")):
+            status = replies.enhance(status)
+        await super().push(status)
+
+    # RFC 2034 §4: no enhanced codes in the replies to EHLO and HELO.
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._ehlo_reply = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._ehlo_reply = False
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._ehlo_reply = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._ehlo_reply = False
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        if not self._offers_auth:
+            await self.push(str(replies.AUTH_NOT_AVAILABLE))
+            return
+        await super().smtp_AUTH(arg)
+
+
+class SmtpListener:
+    """One `host:port` serving SMTP with `handler`; plain (STARTTLS offered with `starttls`) or
+    implicit TLS (`implicit_tls`)."""
+
+    def __init__(
+        self,
+        name: str,
+        address: ListenAddress,
+        handler: Any,
+        *,
+        hostname: str,
+        max_message_size: int,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        auth_required: bool = False,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.handler = handler
+        self._implicit_tls = implicit_tls
+        # aiosmtpd logs every command line (and every address) at INFO; our handlers log what
+        # was decided, so its log says only what went wrong.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self._options = dict(
+            hostname=hostname,
+            data_size_limit=max_message_size,
+            enable_SMTPUTF8=True,  # RFC 6531
+            decode_data=False,  # bytes as received: 8BITMIME, and byte-exact storage
+            tls_context=starttls,
+            require_starttls=require_starttls,
+            auth_required=auth_required,
+            auth_require_tls=True,
+        )
+        self._server: asyncio.Server | None = None
+        self._connections: set[SmtpProtocol] = set()
+
+    @property
+    def bound(self) -> ListenAddress:
+        assert self._server is not None, "the listener is not started"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return ListenAddress(host, port)
+
+    def _protocol(self) -> SmtpProtocol:
+        protocol = SmtpProtocol(
+            self.handler,
+            implicit_tls=self._implicit_tls is not None,
+            on_lost=self._connections.discard,
+            loop=asyncio.get_running_loop(),
+            **self._options,
+        )
+        self._connections.add(protocol)
+        return protocol
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                self._protocol,
+                self.address.host,
+                self.address.port,
+                ssl=self._implicit_tls,
+                ssl_handshake_timeout=30 if self._implicit_tls else None,
+                reuse_address=True,
+            )
+        except OSError as error:
+            raise OSError(f"cannot listen for {self.name} on {self.address}: {os_reason(error)}") from None
+        log.info("listening: %s on %s%s", self.name, self.bound, " (TLS)" if self._implicit_tls else "")
+
+    async def close(self) -> None:
+        """Stop accepting; let deliveries in progress finish (their 250 is owed); close the rest."""
+        if self._server is None:
+            return
+        self._server.close()
+        in_flight = tuple(getattr(self.handler, "in_flight", ()))
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_SECONDS)
+        sessions = []
+        for protocol in tuple(self._connections):
+            if protocol._handler_coroutine is not None:
+                sessions.append(protocol._handler_coroutine)
+            if protocol.transport is not None:
+                protocol.transport.close()
+        if sessions:
+            await asyncio.wait(sessions, timeout=SHUTDOWN_GRACE_SECONDS)
+        await self._server.wait_closed()
