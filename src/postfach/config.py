@@ -100,6 +100,7 @@ class Config:
     # USER/PASS and AUTH without TLS, from loopback clients only (a local webmail, fetchmail).
     allow_plaintext_on_loopback: bool = False
     pop3_idle_timeout: int = 600  # seconds; RFC 1939 §3 asks for at least 600, tests use less
+    pop3_exclusive_lock: bool = False
     smtp_max_message_size: int = 50 * 1024 * 1024  # bytes of DATA; advertised as SIZE (RFC 1870)
     smtp_max_recipients: int = 100  # per message; RFC 5321 §4.5.3.1.8 asks for at least 100
 
@@ -291,6 +292,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("store.url", str, _parse_store_url),
         Setting("auth.allow_plaintext_on_loopback", bool, _parse_bool),
         Setting("pop3.idle_timeout", int, _parse_seconds),
+        Setting("pop3.exclusive_lock", bool, _parse_bool),
         Setting("smtp.max_message_size", int, _parse_message_size),
         Setting("smtp.max_recipients", int, _parse_recipient_limit),
     ]
@@ -650,6 +652,7 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         config_file=config_file,
         allow_plaintext_on_loopback=values.get("auth.allow_plaintext_on_loopback", False),
         pop3_idle_timeout=values.get("pop3.idle_timeout", 600),
+        pop3_exclusive_lock=values.get("pop3.exclusive_lock", False),
         smtp_max_message_size=values.get("smtp.max_message_size", Config.smtp_max_message_size),
         smtp_max_recipients=values.get("smtp.max_recipients", Config.smtp_max_recipients),
     )

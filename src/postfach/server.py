@@ -86,6 +86,7 @@ class Server:
             tls.server_context(cert, key),  # for STLS; pop3s gets its TLS from the Listener
             idle_timeout=config.pop3_idle_timeout,
             allow_plaintext_on_loopback=config.allow_plaintext_on_loopback,
+            exclusive_lock=config.pop3_exclusive_lock,
         )
         self.imap = ImapServer(
             ImapServices(

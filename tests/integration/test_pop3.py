@@ -203,7 +203,31 @@ async def test_wrong_password_is_auth_error_and_the_session_goes_on(server):
     await run(scenario)
 
 
-async def test_two_concurrent_logins_get_in_use(server):
+async def test_concurrent_sessions_share_the_maildrop_by_default(server):
+    await append(server, make_message(), make_message())
+
+    def scenario():
+        first, second = login(server), login(server)
+        first.dele(1)
+        first.quit()
+        with pytest.raises(poplib.error_proto, match="removed"):
+            second.retr(1)
+        assert second.retr(2)[0].startswith(b"+OK")
+        second.quit()
+
+    await run(scenario)
+    assert (await server.store.message_sizes(server.inbox.id))[0] == [2]
+
+
+@pytest.fixture
+async def locking_server(tmp_path):
+    async with pop3_server(tmp_path, extra="[pop3]\nexclusive_lock = true\n") as running:
+        yield running
+
+
+async def test_two_concurrent_logins_get_in_use_with_an_exclusive_lock(locking_server):
+    server = locking_server
+
     def scenario():
         first = login(server)
         second = connect_pop3s(server)
@@ -314,6 +338,23 @@ async def test_dele_and_a_dropped_connection_removes_nothing(server):
     await run(scenario)
     await unlocked(server, server.account.id)
     assert (await server.store.message_sizes(server.inbox.id))[0] == [1, 2]
+
+
+async def test_a_login_right_after_a_dropped_connection_gets_the_locked_maildrop(locking_server):
+    """The old session's lock goes when the server notices the close; the new login waits for it."""
+    server = locking_server
+    await append(server, make_message())
+
+    def scenario():
+        pop = login(server)
+        pop.dele(1)
+        pop.file.close()
+        pop.sock.close()  # no QUIT, and log in again at once
+        again = login(server)
+        assert again.stat()[0] == 1
+        again.quit()
+
+    await run(scenario)
 
 
 async def test_rset_unmarks(server):

@@ -568,13 +568,18 @@ def test_plaintext_on_loopback_is_off_and_pop3_idle_timeout_is_ten_minutes_by_de
     config = load_config(write_config(tmp_path, ""), {})
     assert config.allow_plaintext_on_loopback is False
     assert config.pop3_idle_timeout == 600
+    assert config.pop3_exclusive_lock is False
 
 
 def test_plaintext_on_loopback_and_idle_timeout_from_the_file(tmp_path):
-    path = write_config(tmp_path, "[auth]\nallow_plaintext_on_loopback = true\n[pop3]\nidle_timeout = 5\n")
+    path = write_config(
+        tmp_path, "[auth]\nallow_plaintext_on_loopback = true\n[pop3]\nidle_timeout = 5\nexclusive_lock = true\n"
+    )
     config = load_config(path, {})
     assert config.allow_plaintext_on_loopback is True
     assert config.pop3_idle_timeout == 5
+    assert config.pop3_exclusive_lock is True
+    assert load_config(path, {"POSTFACH_POP3_EXCLUSIVE_LOCK": "off"}).pop3_exclusive_lock is False
 
 
 def test_plaintext_on_loopback_and_idle_timeout_from_the_environment(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterator
 
 
@@ -71,19 +73,37 @@ class Maildrop:
 
 
 class MaildropLocks:
-    """RFC 1939 §8: one session per maildrop at a time.
+    """RFC 1939 §8: one session per maildrop at a time, when configured (`pop3.exclusive_lock`).
+
+    Off by default, as in Dovecot: a maildrop here is a snapshot and QUIT deletes
+    by UID, so two sessions cannot corrupt it, and a phone, a PC and a Fritz!Fon
+    polling one account at once should not get "in use" errors. A message one
+    session deleted is then answered "-ERR ... removed" in the other.
 
     In-process only, held by the POP3 server object: enough while one process
     serves POP3. When several worker processes share the listeners this lock
     has to move into the store (or the change broker), like quarantine state.
     """
 
-    def __init__(self) -> None:
+    # A client that drops its connection and logs in again at once (fetchmail after a
+    # timeout, a phone switching networks) finds the old session still holding the lock
+    # for the moment it takes the server to notice the close: wait that long first.
+    WAIT_SECONDS = 3.0
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, exclusive: bool = True) -> None:
+        self.exclusive = exclusive
         self._held: set[int] = set()
 
-    def acquire(self, account_id: int) -> bool:
-        if account_id in self._held:
-            return False
+    async def acquire(self, account_id: int, wait: float = WAIT_SECONDS) -> bool:
+        if not self.exclusive:
+            return True
+        deadline = asyncio.get_running_loop().time() + wait
+        while account_id in self._held:
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(self.POLL_SECONDS)
         self._held.add(account_id)
         return True
 

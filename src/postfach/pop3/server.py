@@ -34,13 +34,14 @@ class Pop3Server:
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         allow_plaintext_on_loopback: bool = False,
+        exclusive_lock: bool = False,
     ) -> None:
         self._store = store
         self._authenticator = authenticator
         self._tls_context = tls_context
         self._idle_timeout = idle_timeout
         self._allow_plaintext_on_loopback = allow_plaintext_on_loopback
-        self.locks = MaildropLocks()
+        self.locks = MaildropLocks(exclusive_lock)
 
     async def serve_plain(self, connection: Connection) -> None:
         """The `pop3` listener: plaintext, STLS offered (RFC 2595 §4)."""

@@ -210,7 +210,7 @@ class Session:
         if isinstance(result, AuthFailure):
             log.info("[%d] POP3 login failed for %r: %s", self._id, user, result.reason.value)
             return err("wrong user name or password", AUTH)
-        if not self._locks.acquire(result.id):
+        if not await self._locks.acquire(result.id):
             return err("the maildrop is in use by another session", IN_USE)
         self._account = result  # from here on close() lets go of the lock, even if cancelled
         try:
