@@ -24,7 +24,9 @@ PASSWORDS = {
     "badauth@clients.example": "third client password",
 }
 # Each script needs a fresh pair of accounts: a server per script keeps them apart.
-SCRIPTS = ["fetchmail"]
+# Each script's checks (its README gives the rough numbers); fewer means something was not run.
+MINIMUM_CHECKS = {"fetchmail": 55, "swaks": 40, "imap-clients": 80, "mutt": 30, "mbsync": 45, "offlineimap": 45}
+SCRIPTS = ["fetchmail", "swaks", "imap-clients", "mutt", "mbsync", "offlineimap"]
 
 
 @pytest.fixture
@@ -80,3 +82,6 @@ def test_client_harness(postfach, script, tmp_path):
     assert result.returncode == 0 and lines and lines[-1].endswith(" 0 failed"), (
         "\n".join(failures) or result.stdout[-3000:]
     ) + "\n" + result.stderr[-2000:]
+    print(f"{script}: {lines[-1]}")
+    # A script that silently ran fewer checks than it has is no pass.
+    assert int(lines[-1].split()[0]) >= MINIMUM_CHECKS[script]
