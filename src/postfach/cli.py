@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 
+from postfach import dns_records
 from postfach.address import display_address, display_domain
 from postfach.auth.passwords import Passwords, generate_password
 from postfach.config import Config, ConfigError, find_config_file, load_config
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action, help_text in (("add", "host a domain"), ("remove", "stop hosting a domain without mailboxes")):
         command(domain, action, help_text).add_argument("domain")
     command(domain, "list", "list hosted domains")
+    command(domain, "dns", "print the DNS records to publish (MX, SPF, DKIM, DMARC, client set-up)").add_argument(
+        "domain"
+    )
 
     mailbox = command(commands, "mailbox", "mailboxes (accounts)").add_subparsers(dest="action", required=True)
     add = command(mailbox, "add", "create a mailbox with INBOX, Sent, Drafts, Trash, Junk and Archive")
@@ -154,6 +158,7 @@ def _print_account(account) -> None:
 
 async def _run_admin(args: argparse.Namespace, config: Config) -> None:
     handler = _ADMIN[(args.command, args.action)]
+    args.settings = config  # for the commands that print what the configuration says (domain dns)
     async with _provisioning(config) as provisioning:
         await handler(provisioning, args)
 
@@ -171,6 +176,12 @@ async def _domain_remove(p: Provisioning, args) -> None:
 async def _domain_list(p: Provisioning, args) -> None:
     for name in sorted(display_domain(domain.name) for domain in await p.list_domains()):
         print(name)
+
+
+async def _domain_dns(p: Provisioning, args) -> None:
+    key = await p.dkim_key(args.domain)
+    for line in dns_records.records(key.domain, args.settings.hostname, key, args.settings.listen):
+        print(line)
 
 
 async def _mailbox_add(p: Provisioning, args) -> None:
@@ -271,6 +282,7 @@ _ADMIN: dict[tuple[str, str], Callable[[Provisioning, argparse.Namespace], Await
     ("domain", "add"): _domain_add,
     ("domain", "remove"): _domain_remove,
     ("domain", "list"): _domain_list,
+    ("domain", "dns"): _domain_dns,
     ("mailbox", "add"): _mailbox_add,
     ("mailbox", "list"): _mailbox_list,
     ("mailbox", "remove"): _mailbox_remove,

@@ -40,7 +40,7 @@ import tempfile
 import tomllib
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,15 @@ class Config:
     pop3_exclusive_lock: bool = False
     smtp_max_message_size: int = 50 * 1024 * 1024  # bytes of DATA; advertised as SIZE (RFC 1870)
     smtp_max_recipients: int = 100  # per message; RFC 5321 §4.5.3.1.8 asks for at least 100
+    smtp_smarthost: ListenAddress | None = None  # all outbound mail goes there instead of the MX
+    smtp_outbound_port: int = 25  # the port of a remote MX (tests point it at a loopback server)
+    smtp_dmarc_reject: bool = True  # refuse (550 5.7.1) MX mail failing DMARC under p=reject
+    queue_max_age: int = 5 * 86400  # seconds a message is retried before it bounces
+    queue_retry_delays: tuple[int, ...] = (60, 300, 900, 1800, 3600, 7200, 14400)  # the last one repeats
+    dns_nameservers: tuple[ListenAddress, ...] = ()  # empty: the system's resolver (/etc/resolv.conf)
+    dns_timeout: int = 5  # seconds: the most the DNS checks of one message may take
+    # Static routes: mail for a domain goes to this host:port instead of the domain's MX.
+    routes: Mapping[str, ListenAddress] = field(default_factory=lambda: types.MappingProxyType({}))
 
     @property
     def db_path(self) -> Path:
@@ -257,6 +266,56 @@ def _parse_recipient_limit(value: int, base: Path) -> int:
     return value
 
 
+_DURATION = re.compile(r"(\d{1,9})([smhd]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: str, base: Path) -> int:
+    """ "90s", "5m", "2h", "5d" (a bare number is seconds) -> seconds, at least 1."""
+    match = _DURATION.fullmatch(value.strip())
+    if match is None or int(match[1]) < 1:
+        raise Invalid(f'"{value}" is not a duration (e.g. "30s", "5m", "2h", "5d")')
+    return int(match[1]) * _DURATION_UNITS[match[2]]
+
+
+def _parse_durations(value: list[str], base: Path) -> tuple[int, ...]:
+    if not value:
+        raise Invalid("must name at least one duration")
+    return tuple(_parse_duration(item, base) for item in value)
+
+
+def _parse_nameservers(value: list[str], base: Path) -> tuple[ListenAddress, ...]:
+    servers = []
+    for item in value:
+        address = _parse_listen(item if ":" in item.strip("[]") or item.startswith("[") else f"{item}:53", base)
+        try:
+            ipaddress.ip_address(address.host)
+        except ValueError:
+            raise Invalid(f'"{item}" must be an IP address (a name would need a resolver to find it)') from None
+        servers.append(address)
+    return tuple(servers)
+
+
+def _parse_port(value: int, base: Path) -> int:
+    if not 1 <= value <= 65535:
+        raise Invalid(f"must be 1 to 65535, got {value}")
+    return value
+
+
+def _parse_routes(value: dict, base: Path) -> types.MappingProxyType:
+    """[routes] "domain" = "host:port"."""
+    pairs = list(value.items())
+    routes = {}
+    for domain, target in pairs:
+        if not isinstance(target, str):
+            raise Invalid(f'the route for "{domain}" must be a string like "host:port", got {_describe(target)}')
+        try:
+            routes[_normalise_dns_name(domain.strip())] = _parse_listen(target.strip(), base)
+        except Invalid as exc:
+            raise Invalid(f'route for "{domain}": {exc}') from None
+    return types.MappingProxyType(routes)
+
+
 def _parse_store_url(value: str, base: Path) -> str:
     scheme, colon, rest = value.partition(":")
     if not colon or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
@@ -295,9 +354,19 @@ SETTINGS: dict[str, Setting] = {
         Setting("pop3.exclusive_lock", bool, _parse_bool),
         Setting("smtp.max_message_size", int, _parse_message_size),
         Setting("smtp.max_recipients", int, _parse_recipient_limit),
+        Setting("smtp.smarthost", str, _parse_listen, optional=True),
+        Setting("smtp.outbound_port", int, _parse_port),
+        Setting("smtp.dmarc_reject", bool, _parse_bool),
+        Setting("queue.max_age", str, _parse_duration),
+        Setting("queue.retry_delays", list, _parse_durations),
+        Setting("dns.nameservers", list, _parse_nameservers),
+        Setting("dns.timeout", int, _parse_seconds),
     ]
 }
-TABLES = sorted({s.table for s in SETTINGS.values() if s.table})
+# [routes] is a table whose keys are the operator's domains, so it is no row of SETTINGS (and
+# has no environment variable): it is read whole and parsed as one value.
+ROUTES = Setting("routes", dict, _parse_routes)
+TABLES = sorted({s.table for s in SETTINGS.values() if s.table} | {ROUTES.key})
 
 _TOML_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "a table"}
 _EXAMPLES = {"listen": ' like "host:port"'}
@@ -377,7 +446,9 @@ def _collect_file(document: dict[str, Any], path: Path, raw: dict[str, _Raw], pr
     base = path.parent
     top_keys = [s.key for s in SETTINGS.values() if s.table is None]
     for name, value in document.items():
-        if name in TABLES:
+        if name == ROUTES.key:
+            _take(ROUTES, value, path, base, raw, problems)
+        elif name in TABLES:
             if not isinstance(value, dict):
                 problems.append(f"{path}: {name}: expected a table, got {_describe(value)}")
                 continue
@@ -614,7 +685,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> C
         if item.value is None:
             continue
         try:
-            value = SETTINGS[key].parse(item.value, item.base)
+            value = (ROUTES if key == ROUTES.key else SETTINGS[key]).parse(item.value, item.base)
         except Invalid as exc:
             problems.append(f"{item.origin}: {exc}")
             continue
@@ -655,4 +726,12 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         pop3_exclusive_lock=values.get("pop3.exclusive_lock", False),
         smtp_max_message_size=values.get("smtp.max_message_size", Config.smtp_max_message_size),
         smtp_max_recipients=values.get("smtp.max_recipients", Config.smtp_max_recipients),
+        smtp_smarthost=values.get("smtp.smarthost"),
+        smtp_outbound_port=values.get("smtp.outbound_port", Config.smtp_outbound_port),
+        smtp_dmarc_reject=values.get("smtp.dmarc_reject", Config.smtp_dmarc_reject),
+        queue_max_age=values.get("queue.max_age", Config.queue_max_age),
+        queue_retry_delays=values.get("queue.retry_delays", Config.queue_retry_delays),
+        dns_nameservers=values.get("dns.nameservers", ()),
+        dns_timeout=values.get("dns.timeout", Config.dns_timeout),
+        routes=values.get("routes", types.MappingProxyType({})),
     )

@@ -198,3 +198,35 @@ class FolderIndex:
     system_flags: list[int] = field(default_factory=list)
     modseqs: list[int] = field(default_factory=list)
     keywords: dict[int, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    address: str
+    state: str  # "pending", "delivered" or "failed"
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message in the outbound queue (postfach.queue), with what became of each recipient."""
+
+    id: int
+    sender: str  # "" for a bounce
+    blob: BlobRef
+    created_at: datetime
+    next_attempt: datetime
+    attempts: int
+    last_error: str | None
+    recipients: tuple[QueuedRecipient, ...]
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        return tuple(r.address for r in self.recipients if r.state == "pending")
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    domain: str
+    selector: str
+    private_key: str  # PEM

@@ -21,12 +21,14 @@ from postfach.address import (
     normalize_alias_source,
     normalize_domain,
 )
+from postfach import dkim_keys
 from postfach.auth.passwords import Passwords
 from postfach.model import (
     MAX_FORWARD_TARGETS,
     MIN_QUOTA_BYTES,
     Account,
     Alias,
+    DkimKey,
     Domain,
     Forwarding,
     Vacation,
@@ -92,7 +94,22 @@ class Provisioning:
     # Domains.
 
     async def add_domain(self, name: str) -> Domain:
-        return await self._run(self.store.add_domain(_domain(name)))
+        """Host a domain, with its DKIM key pair (RFC 6376) made at once."""
+        private_key = await asyncio.to_thread(dkim_keys.generate_private_key)
+        domain = await self._run(self.store.add_domain(_domain(name)))
+        await self.store.set_dkim_key(domain.name, dkim_keys.new_selector(), private_key)
+        return domain
+
+    async def dkim_key(self, name: str) -> DkimKey:
+        """The domain's DKIM key; one is made for a domain added before keys existed."""
+        domain = _domain(name)
+        if await self.store.get_domain(domain) is None:
+            raise InvalidRequest(f"the domain {display_domain(domain)} is not hosted here")
+        key = await self.store.get_dkim_key(domain)
+        if key is None:
+            private_key = await asyncio.to_thread(dkim_keys.generate_private_key)
+            key = await self._run(self.store.set_dkim_key(domain, dkim_keys.new_selector(), private_key))
+        return key
 
     async def remove_domain(self, name: str) -> None:
         await self._run(self.store.remove_domain(_domain(name)))

@@ -16,11 +16,16 @@ from postfach import tls
 from postfach.auth.authenticator import Authenticator
 from postfach.auth.passwords import Passwords
 from postfach.config import Config, ListenAddress
+from postfach.delivery.checks import MessageChecks
 from postfach.delivery.pipeline import DeliveryPipeline
+from postfach.delivery.srs import Srs, load_secret
+from postfach.dns import DnsResolver
 from postfach.imap.server import ImapServer
 from postfach.imap.session import ImapServices, ImapSettings
 from postfach.net import Connection, Handler, Listener
 from postfach.pop3.server import Pop3Server
+from postfach.queue.routes import Routes
+from postfach.queue.worker import OutboundQueue
 from postfach.smtp import SMTP_LISTENERS, smtp_listener
 from postfach.smtp.listener import SmtpListener
 from postfach.store.sqlite import SqliteStore
@@ -63,6 +68,8 @@ class Server:
         self.pop3: Pop3Server | None = None
         self.imap: ImapServer | None = None
         self.pipeline: DeliveryPipeline | None = None
+        self.queue: OutboundQueue | None = None
+        self.dns: DnsResolver | None = None
         self.listeners: dict[str, Listener | SmtpListener] = {}
         self.web: WebServer | None = None
 
@@ -102,8 +109,22 @@ class Server:
             "pop3": self.pop3.serve_plain,
             "pop3s": self.pop3.serve_tls,
         }
-        # The one delivery pipeline (MX, submission, later webmail); no outbound queue yet.
-        self.pipeline = DeliveryPipeline(self.store, config.hostname)
+        # The one delivery pipeline (MX, submission, later webmail) and the outbound queue it
+        # hands remote mail to; the queue files its bounces through the pipeline.
+        self.dns = DnsResolver(config.dns_nameservers, config.dns_timeout)
+        routes = Routes(self.dns, static=config.routes, smarthost=config.smtp_smarthost, port=config.smtp_outbound_port)
+        self.queue = OutboundQueue(
+            self.store, routes, config.hostname, retry_delays=config.queue_retry_delays, max_age=config.queue_max_age
+        )
+        self.pipeline = DeliveryPipeline(
+            self.store,
+            config.hostname,
+            outbound=self.queue,
+            checks=MessageChecks(self.dns, config.hostname),
+            srs=Srs(await asyncio.to_thread(load_secret, config.data_dir)),
+            dmarc_reject=config.smtp_dmarc_reject,
+        )
+        self.queue.start(self.pipeline)
         try:
             for name, address in config.listen.items():
                 if name == "http":
@@ -131,6 +152,9 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, let open requests finish, then close the store (all queued writes commit)."""
         await asyncio.gather(*(listener.close() for listener in self.listeners.values()))
+        if self.queue is not None:
+            await self.queue.stop()
+            self.queue = None
         if self.web is not None:
             await self.web.stop()
         if self.store is not None:

@@ -140,16 +140,16 @@ async def test_an_alias_may_be_the_sender(server):
     assert stored.startswith(b"Return-Path: <info@example.com>\r\n")
 
 
-async def test_remote_recipients_wait_for_the_outbound_queue(server):
-    # No outbound queue yet: refused temporarily (the client keeps the message), never accepted.
+async def test_remote_recipients_are_queued_before_the_250(server):
+    await server.queue.stop()  # keep the entry in the queue: nothing to send it to here
+
     def dialog():
         with smtp_client(server.addresses["submission"], starttls=True, login="alice@example.com") as client:
-            client.mail("alice@example.com")
-            return client.rcpt("friend@remote.example"), client.rcpt("bob@example.com")
+            return client.sendmail("alice@example.com", ["friend@remote.example", "bob@example.com"], message())
 
-    remote, local = await run(dialog)
-    assert remote[0] == 451 and remote[1].startswith(b"4.3.0 Outbound delivery is not available yet")
-    assert local[0] == 250
+    assert await run(dialog) == {}
+    [entry] = await server.store.list_queue()
+    assert entry.sender == "alice@example.com" and entry.pending == ("friend@remote.example",)
 
 
 async def test_submissions_is_implicit_tls_with_auth(server):

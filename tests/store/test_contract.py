@@ -390,3 +390,118 @@ async def test_full_text_search_finds_substrings_in_decoded_bodies_and_headers(s
     assert len(await store.search_text(archive.id, "köln", body_only=True)) == 1
     await store.expunge(inbox.id, [found.uid])
     assert await store.search_text(inbox.id, "köln", body_only=True) == []
+
+
+# ---------------------------------------------------------------- IMAP folder state
+
+
+async def test_recent_is_claimed_once_and_counted_without_claiming(store, inbox):
+    first = [(await append(store, inbox)).uid for _ in range(2)]
+    assert await store.count_recent(inbox.id) == 2
+    assert await store.count_recent(inbox.id) == 2  # counting claims nothing
+    claims = await asyncio.gather(store.claim_recent(inbox.id), store.claim_recent(inbox.id))
+    assert sorted(claims, key=len) == [[], first]  # exactly one claimer gets them
+    assert await store.count_recent(inbox.id) == 0
+    later = (await append(store, inbox)).uid
+    await store.expunge(inbox.id, first[:1])
+    assert await store.claim_recent(inbox.id) == [later]
+    assert await store.claim_recent(inbox.id) == []
+    with pytest.raises(NotFound):
+        await store.claim_recent(999999)
+
+
+async def test_expunged_since_lists_uids_by_the_modseq_of_their_removal(store, inbox):
+    uids = [(await append(store, inbox)).uid for _ in range(4)]
+    await store.expunge(inbox.id, [uids[0]])
+    between = (await store.get_folder_by_id(inbox.id)).highestmodseq
+    await store.expunge(inbox.id, [uids[2], uids[3]])
+    assert await store.expunged_since(inbox.id, 0) == [uids[0], uids[2], uids[3]]
+    assert await store.expunged_since(inbox.id, between) == [uids[2], uids[3]]
+    assert await store.expunged_since(inbox.id, between + 1) == []
+
+
+async def test_rename_inbox_moves_its_messages_and_leaves_it_empty(store, account, inbox):
+    kept = [await append(store, inbox) for _ in range(3)]
+    await store.set_flags(inbox.id, [kept[1].uid], Flags(SystemFlag.SEEN), FlagMode.ADD)
+    used = (await store.get_account_by_id(account.id)).used_bytes
+    changes = []
+    store.events.subscribe(account.id, changes.append)
+    moved_to = await store.rename_inbox(account.id, "Old Inbox")
+    assert moved_to.name == "Old Inbox" and moved_to.uidnext == 4
+    assert (await store.folder_status(inbox.id)).messages == 0
+    assert (await store.get_folder(account.id, "INBOX")).id == inbox.id
+    moved = await store.get_messages(moved_to.id, [1, 2, 3])
+    assert [m.blob for m in moved] == [m.blob for m in kept]
+    assert moved[1].flags.system == SystemFlag.SEEN
+    assert (await store.get_account_by_id(account.id)).used_bytes == used
+    assert await store.expunged_since(inbox.id, 0) == [m.uid for m in kept]
+    assert await store.claim_recent(moved_to.id) == []  # moved, not new
+    await asyncio.sleep(0.05)
+    assert any(isinstance(c, MessagesAdded) and c.folder_id == moved_to.id for c in changes)
+    assert any(isinstance(c, MessagesExpunged) and c.folder_id == inbox.id for c in changes)
+    with pytest.raises(AlreadyExists):
+        await store.rename_inbox(account.id, "Sent")
+    assert (await store.folder_status(inbox.id)).messages == 0
+
+
+# ---------------------------------------------------------------- outbound queue, DKIM keys, quota warnings
+
+
+async def test_a_queued_message_keeps_its_file_until_no_recipient_is_pending(store, inbox):
+    staged = await store.store_blob(make_message(100))
+    entry = await store.enqueue("alice@example.com", ["x@remote.example", "y@remote.example"], staged, 1000)
+    assert entry.pending == ("x@remote.example", "y@remote.example") and entry.attempts == 0
+    assert entry.blob == staged.ref and entry.next_attempt.timestamp() == 1000
+    assert await store.list_queue(due_before=999) == []
+    assert [e.id for e in await store.list_queue(due_before=1000)] == [entry.id]
+    assert await store.next_queue_attempt() == 1000
+
+    after = await store.record_attempt(entry.id, {"x@remote.example": ("delivered", None),
+                                                  "y@remote.example": ("pending", "451 later")}, 2000, "451 later")
+    assert after.attempts == 1 and after.pending == ("y@remote.example",) and after.last_error == "451 later"
+    assert after.next_attempt.timestamp() == 2000
+    await store.collect_garbage()
+    assert blob_files(store) == [staged.ref.sha256]  # still queued: the file stays
+    assert await store.read_blob(staged.ref.sha256) == make_message(100)
+
+    assert await store.record_attempt(entry.id, {"y@remote.example": ("failed", "550 no")}, 3000) is None
+    assert await store.get_queued(entry.id) is None and await store.list_queue() == []
+    assert await store.next_queue_attempt() is None
+    await store.collect_garbage()
+    assert blob_files(store) == []
+    with pytest.raises(NotFound):
+        await store.record_attempt(entry.id, {}, 0)
+
+
+async def test_a_file_shared_by_a_folder_and_the_queue_stays_while_either_holds_it(store, inbox):
+    staged = await store.store_blob(make_message(10))
+    await store.append(inbox.id, staged)
+    entry = await store.enqueue("", ["x@remote.example"], staged)
+    await store.expunge(inbox.id, [1])
+    await store.collect_garbage()
+    assert blob_files(store) == [staged.ref.sha256]
+    await store.record_attempt(entry.id, {"x@remote.example": ("delivered", None)}, 0)
+    await store.collect_garbage()
+    assert blob_files(store) == []
+
+
+async def test_dkim_key_per_domain_goes_with_the_domain(store):
+    await store.add_domain("a.test")
+    assert await store.get_dkim_key("a.test") is None
+    await store.set_dkim_key("a.test", "s1", "PEM1")
+    key = await store.set_dkim_key("a.test", "s2", "PEM2")
+    assert await store.get_dkim_key("a.test") == key and key.selector == "s2"
+    with pytest.raises(NotFound):
+        await store.set_dkim_key("nowhere.test", "s", "PEM")
+    await store.remove_domain("a.test")
+    await store.add_domain("a.test")
+    assert await store.get_dkim_key("a.test") is None
+
+
+async def test_quota_warning_level_is_compare_and_set(store, account):
+    assert await store.get_quota_warning(account.id) == 0
+    assert await store.set_quota_warning(account.id, 80, only_if=0)
+    assert not await store.set_quota_warning(account.id, 80, only_if=0)  # someone else warned first
+    assert await store.get_quota_warning(account.id) == 80
+    assert await store.set_quota_warning(account.id, 0)
+    assert await store.get_quota_warning(account.id) == 0

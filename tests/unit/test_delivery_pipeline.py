@@ -43,6 +43,7 @@ def test_trace_fields_name_the_peer_us_and_a_single_recipient():
     one = trace_fields(Envelope("s@remote.example", ("r@example.com",)), TRACE, "mail.example.com", "id1", now)
     assert one == (
         b"Return-Path: <s@remote.example>\r\n"
+        b"Delivered-To: r@example.com\r\n"
         b"Received: from client.example ([192.0.2.1])\r\n"
         b"\tby mail.example.com (Postfach) with ESMTP id id1\r\n"
         b"\tfor <r@example.com>;\r\n"

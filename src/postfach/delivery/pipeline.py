@@ -2,9 +2,12 @@
 
 Every door hands an accepted message to `DeliveryPipeline.deliver`:
 
-    loop check -> per recipient: resolve -> quota -> trace fields ->
-    store the bytes ONCE -> append that one file to each recipient's INBOX
-    (concurrently: the store commits them in one group) -> typed result
+    loop check -> SPF/DKIM/DMARC (MX mail: Authentication-Results, DMARC
+    reject) -> per recipient: resolve -> quota -> trace fields -> store the
+    bytes ONCE -> append that one file to each recipient's INBOX
+    (concurrently: the store commits them in one group) and hand remote
+    recipients and forwarding targets to the outbound queue (forwarded with
+    an SRS sender) -> quota warnings -> typed result
 
 `deliver` returns when every local copy is committed, so a door that gets a
 `DeliveryResult` with `accepted` true may acknowledge the message (principle
@@ -15,8 +18,15 @@ time SMTP can refuse one recipient of many.
 Who may send to a recipient outside the hosted domains is the door's policy
 (the MX refuses: it is never an open relay; submission lets an authenticated
 customer). The pipeline reports such recipients, and remote forwarding
-targets, as `ToBeQueued`; without an outbound queue (a later slice) it refuses
-them with `Refusal.OUTBOUND_UNAVAILABLE` rather than accept mail it cannot send.
+targets, as `ToBeQueued`, and returns only once the queue entry is committed.
+A pipeline built without an outbound queue (unit tests) refuses them with
+`Refusal.OUTBOUND_UNAVAILABLE` rather than accept mail it cannot send.
+
+Loops: more than `max_hops` Received/Delivered-To fields, or a Delivered-To
+naming the recipient already (RFC 5321 §6.3), refuse the message. A message
+for one recipient carries `Delivered-To: <recipient>`; a message for several
+is stored once for all of them and so names none (the Received count still
+catches its loops).
 """
 
 from __future__ import annotations
@@ -32,7 +42,11 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Protocol
 
+from postfach.address import domain_of
+from postfach.delivery.checks import AuthResults, MessageChecks
+from postfach.delivery.quota_warnings import check_quota
 from postfach.delivery.recipients import Local, Looping, Malformed, NotLocal, Resolver, Unknown
+from postfach.delivery.srs import Srs
 from postfach.model import INBOX, Account, MessageMeta
 from postfach.store.base import NotFound, QuotaExceeded, StagedBlob, Store
 
@@ -42,6 +56,7 @@ log = logging.getLogger(__name__)
 MAX_HOPS = 50
 
 _HOP_FIELD = re.compile(rb"^(?:received|delivered-to)[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_DELIVERED_TO = re.compile(rb"^delivered-to[ \t]*:[ \t]*<?([^\s<>]+)>?[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 # What may appear of a client's HELO name in our Received field: printable ASCII, no
 # parentheses (they would end the comment) and no spaces.
 _HELO_UNSAFE = re.compile(r"[^!-'*-~]")
@@ -61,6 +76,8 @@ class MessageRefusal(enum.Enum):
     """Why no recipient gets the message."""
 
     TOO_MANY_HOPS = "too many hops"
+    ALREADY_DELIVERED = "already delivered"  # its Delivered-To names the recipient: a forwarding loop
+    DMARC_REJECT = "dmarc reject"  # the From: domain's DMARC policy says reject, and it failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,7 @@ class Trace:
     peer_name: str  # what the client called itself in HELO/EHLO
     peer_address: str  # its IP address
     protocol: str  # RFC 3848: "ESMTP", "ESMTPS" (TLS), "ESMTPSA" (TLS and AUTH)
+    authenticate: bool = False  # from the MX: check SPF, DKIM, DMARC and add Authentication-Results
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +119,7 @@ class ToBeQueued:
 
     recipient: str
     targets: tuple[str, ...]
+    forwarded: bool = False  # a hosted address sends it on (alias, forwarding, SRS bounce)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +128,7 @@ class DeliveryResult:
     delivered: tuple[Delivered, ...]
     queued: tuple[ToBeQueued, ...]
     refused: tuple[RecipientRefused, ...]
+    authentication: AuthResults | None = None
 
     @property
     def accepted(self) -> bool:
@@ -119,10 +139,11 @@ class DeliveryResult:
 @dataclass(frozen=True, slots=True)
 class MessageRefused:
     reason: MessageRefusal
+    authentication: AuthResults | None = None
 
 
 class Outbound(Protocol):
-    """The outbound queue (a later slice): takes the message durably for remote addresses."""
+    """The outbound queue (postfach.queue): takes the message durably for remote addresses."""
 
     async def enqueue(self, sender: str, recipients: Sequence[str], message: StagedBlob) -> None: ...
 
@@ -136,20 +157,34 @@ def count_hops(message: bytes) -> int:
     return len(_HOP_FIELD.findall(header))
 
 
-def trace_fields(envelope: Envelope, trace: Trace, hostname: str, message_id: str, now: datetime) -> bytes:
-    """Return-Path and Received, to prepend (RFC 5321 §4.4; protocol names from RFC 3848)."""
+def delivered_to(message: bytes) -> set[str]:
+    """The addresses in the Delivered-To fields of the header section, lower case."""
+    end = message.find(b"\r\n\r\n")
+    header = message if end < 0 else message[: end + 2]
+    return {match.decode("utf-8", "replace").lower() for match in _DELIVERED_TO.findall(header)}
+
+
+def trace_fields(envelope: Envelope, trace: Trace, hostname: str, message_id: str, now: datetime,
+                 authentication: bytes = b"", *, local: bool = True) -> bytes:
+    """Return-Path, Delivered-To (one recipient), Authentication-Results (from the MX) and
+    Received, to prepend (RFC 5321 §4.4; protocol names from RFC 3848). Delivered-To only
+    when the one recipient is `local` (hosted here): mail relayed on carries none of ours."""
     literal = f"[IPv6:{trace.peer_address}]" if ":" in trace.peer_address else f"[{trace.peer_address}]"
     helo = _HELO_UNSAFE.sub("?", trace.peer_name)[:255]
     origin = f"{helo} ({literal})" if helo else literal
     # "for" names the recipient only when there is one: with several, it would tell each
     # recipient who else got the message (RFC 5321 §7.2).
     recipient = f"\r\n\tfor <{envelope.recipients[0]}>" if len(envelope.recipients) == 1 else ""
+    delivered = f"Delivered-To: {envelope.recipients[0]}\r\n" if len(envelope.recipients) == 1 and local else ""
     return (
-        f"Return-Path: <{envelope.sender}>\r\n"
-        f"Received: from {origin}\r\n"
-        f"\tby {hostname} (Postfach) with {trace.protocol} id {message_id}{recipient};\r\n"
-        f"\t{format_datetime(now)}\r\n"
-    ).encode("utf-8")
+        f"Return-Path: <{envelope.sender}>\r\n{delivered}".encode("utf-8")
+        + authentication
+        + (
+            f"Received: from {origin}\r\n"
+            f"\tby {hostname} (Postfach) with {trace.protocol} id {message_id}{recipient};\r\n"
+            f"\t{format_datetime(now)}\r\n"
+        ).encode("utf-8")
+    )
 
 
 def _has_room(account: Account, size: int) -> bool:
@@ -165,12 +200,18 @@ class DeliveryPipeline:
         resolver: Resolver | None = None,
         outbound: Outbound | None = None,
         max_hops: int = MAX_HOPS,
+        checks: MessageChecks | None = None,
+        srs: Srs | None = None,
+        dmarc_reject: bool = True,
     ) -> None:
         self._store = store
         self._hostname = hostname
         self.resolver = resolver or Resolver(store)
         self._outbound = outbound
         self._max_hops = max_hops
+        self._checks = checks
+        self._srs = srs
+        self._dmarc_reject = dmarc_reject
 
     @property
     def can_queue(self) -> bool:
@@ -180,6 +221,13 @@ class DeliveryPipeline:
         """What RCPT should answer: a local recipient to accept, a non-local one (the door's
         policy decides), or a refusal. `size` is the size the client declared (SIZE=), if any."""
         resolution = await self.resolver.resolve(address)
+        if self._srs is not None and not isinstance(resolution, (NotLocal, Malformed)):
+            if self._srs.is_srs(resolution.address):
+                # A bounce to an address our forwarding handed out: back to the original sender.
+                original = self._srs.reverse(resolution.address)
+                if original is None:
+                    return RecipientRefused(resolution.address, Refusal.UNKNOWN)
+                resolution = Local(resolution.address, (), (original,))
         match resolution:
             case NotLocal():
                 return resolution
@@ -201,10 +249,20 @@ class DeliveryPipeline:
     async def deliver(self, envelope: Envelope, data: bytes, trace: Trace) -> DeliveryResult | MessageRefused:
         if count_hops(data) > self._max_hops:
             return MessageRefused(MessageRefusal.TOO_MANY_HOPS)
+        if delivered_to(data) & {recipient.lower() for recipient in envelope.recipients}:
+            return MessageRefused(MessageRefusal.ALREADY_DELIVERED)
+        authentication: AuthResults | None = None
+        if trace.authenticate and self._checks is not None:
+            authentication = await self._checks.check(trace.peer_address, trace.peer_name, envelope.sender, data)
+            if authentication.dmarc_rejects and self._dmarc_reject:
+                log.info("refused from <%s>: DMARC policy of %s is reject", envelope.sender,
+                         authentication.from_domain)
+                return MessageRefused(MessageRefusal.DMARC_REJECT, authentication)
         message_id = secrets.token_hex(8)
         now = datetime.now(timezone.utc).astimezone()
-        message = trace_fields(envelope, trace, self._hostname, message_id, now) + data
-        size = len(message)
+        results_field = authentication.header(self._hostname, envelope.sender) if authentication else b""
+        message = trace_fields(envelope, trace, self._hostname, message_id, now, results_field) + data
+        size = len(message)  # with Delivered-To: at most what is stored
 
         # Resolve every recipient once more: an RCPT check may be minutes old.
         refused: list[RecipientRefused] = []
@@ -222,12 +280,15 @@ class DeliveryPipeline:
                         refused.append(RecipientRefused(verdict.address, Refusal.OUTBOUND_UNAVAILABLE))
                 case Local():
                     if verdict.remote:
-                        queued.append(ToBeQueued(recipient, verdict.remote))
+                        queued.append(ToBeQueued(recipient, verdict.remote, forwarded=True))
                     for account in verdict.mailboxes:
                         if not _has_room(account, size):
                             refused.append(RecipientRefused(account.address, Refusal.MAILBOX_FULL))
                         else:
                             targets.setdefault(account.id, (recipient, account))
+        if not (targets or any(entry.forwarded for entry in queued)):
+            # Nothing is filed or forwarded here: mail relayed on carries no Delivered-To of ours.
+            message = trace_fields(envelope, trace, self._hostname, message_id, now, results_field, local=False) + data
         if not targets and not queued:
             return DeliveryResult(message_id, (), (), tuple(refused))
 
@@ -248,10 +309,13 @@ class DeliveryPipeline:
             # recipient already served may get the message twice; no recipient loses it.
             raise failure
         if queued:
-            assert self._outbound is not None
-            remote = [target for entry in queued for target in entry.targets]
-            await self._outbound.enqueue(envelope.sender, remote, staged)
-        result = DeliveryResult(message_id, tuple(delivered), tuple(queued), tuple(refused))
+            await self._enqueue(envelope.sender, queued, staged)
+        for copy in delivered:
+            try:
+                await check_quota(self._store, copy.account, copy.used_bytes, self._hostname)
+            except Exception:  # the message is filed; a missed warning must not undo that
+                log.exception("quota warning for %s failed", copy.account.address)
+        result = DeliveryResult(message_id, tuple(delivered), tuple(queued), tuple(refused), authentication)
         log.info(
             "delivery %s: %d bytes from <%s>, filed for %s%s",
             message_id, size, envelope.sender,
@@ -259,6 +323,28 @@ class DeliveryPipeline:
             "; refused " + ", ".join(f"{r.address} ({r.reason.value})" for r in refused) if refused else "",
         )
         return result
+
+    async def deliver_bounce(self, recipient: str, message: bytes) -> None:
+        """A bounce (DSN) from the outbound queue, with the null sender: into the sender's INBOX
+        when the sender is hosted here, else on to the queue like any remote recipient."""
+        trace = Trace(self._hostname, "127.0.0.1", "LOCAL")
+        result = await self.deliver(Envelope("", (recipient,)), message, trace)
+        if not isinstance(result, DeliveryResult) or not result.accepted:
+            # RFC 3464 §2: a bounce that cannot be delivered is dropped, never bounced again.
+            log.warning("bounce to <%s> could not be delivered: %s", recipient, result)
+
+    async def _enqueue(self, sender: str, queued: list[ToBeQueued], staged: StagedBlob) -> None:
+        """Remote recipients leave with the sender as it is; targets a hosted address forwards
+        to leave with an SRS sender of the forwarding domain, so SPF passes (one entry each)."""
+        assert self._outbound is not None
+        by_sender: dict[str, list[str]] = {}
+        for entry in queued:
+            envelope_sender = sender
+            if entry.forwarded and self._srs is not None:
+                envelope_sender = self._srs.forward(sender, domain_of(entry.recipient.lower()))
+            by_sender.setdefault(envelope_sender, []).extend(entry.targets)
+        for envelope_sender, targets in by_sender.items():
+            await self._outbound.enqueue(envelope_sender, targets, staged)
 
     async def _file(self, recipient: str, account: Account, staged: StagedBlob) -> Delivered | RecipientRefused:
         folder = await self._store.get_folder(account.id, INBOX)

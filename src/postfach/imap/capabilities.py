@@ -18,6 +18,12 @@ FOLDERS = (
     "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE",
     "STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE",
 )
+# FETCH, STORE, SEARCH, SORT, THREAD, COPY, MOVE, EXPUNGE (imap/handlers/fetch, store_flags,
+# search, copy_move). QRESYNC also rests on SELECT's QRESYNC parameter (handlers/select).
+MESSAGES = (
+    "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "BINARY", "OBJECTID", "PREVIEW",
+)
 
 
 def capabilities(session: ImapSession) -> list[str]:
@@ -34,5 +40,6 @@ def capabilities(session: ImapSession) -> list[str]:
             names.append("LOGINDISABLED")
         return names
     names.extend(FOLDERS)
+    names.extend(MESSAGES)
     names.append(f"APPENDLIMIT={session.services.settings.append_limit}")
     return names

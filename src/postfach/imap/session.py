@@ -58,7 +58,7 @@ LEGAL: dict[State, frozenset[type]] = {
 }
 
 # RFC 9051 §7.5.1: no EXPUNGE while answering these by sequence number.
-_NUMBERED = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread, c.Copy, c.Move)
+_NUMBERED = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 
 
 APPEND_TOO_BIG = object()

@@ -52,6 +52,7 @@ def peer_address(session: Session) -> str:
 
 class DeliveringHandler:
     offers_auth = False
+    authenticate = False  # SPF/DKIM/DMARC checks and Authentication-Results (the MX)
 
     def __init__(self, pipeline: DeliveryPipeline, *, max_recipients: int) -> None:
         self.pipeline = pipeline
@@ -120,7 +121,8 @@ class DeliveringHandler:
         if refusal is not None:
             return str(refusal)
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
-        trace = Trace(session.host_name or "", peer_address(session), self.protocol_name(server, session))
+        trace = Trace(session.host_name or "", peer_address(session), self.protocol_name(server, session),
+                      authenticate=self.authenticate)
         delivery = asyncio.ensure_future(self.pipeline.deliver(Envelope(sender, tuple(envelope.rcpt_tos)), data, trace))
         self.in_flight.add(delivery)
         delivery.add_done_callback(self._delivery_done)
@@ -131,8 +133,7 @@ class DeliveringHandler:
         except Exception:  # logged by _delivery_done, with or without a client to tell
             return str(replies.LOCAL_ERROR)
         if isinstance(result, DeliveryResult) and result.accepted and result.refused:
-            # Accepted for the others: these need a bounce (DSN) to the sender, which comes with
-            # the outbound queue (issue 5); until then the log is all that records them.
+            # Accepted for the others; refused only after RCPT (a mailbox filled meanwhile).
             log.warning("[%d] delivery %s: not filed for %s", server.connection_id, result.id,
                         ", ".join(f"{r.address} ({r.reason.value})" for r in result.refused))
         return str(replies.for_delivery(result))

@@ -68,6 +68,9 @@ _REFUSALS = {
 }
 _MESSAGE_REFUSALS = {
     MessageRefusal.TOO_MANY_HOPS: Reply(554, "5.4.6", "Too many hops: the message is looping (RFC 5321 6.3)"),
+    MessageRefusal.ALREADY_DELIVERED: Reply(554, "5.4.6", "Mail loop: the message was delivered to this recipient before"),
+    # RFC 7489 §6.6.3 (and §10.3: 5.7.1, "delivery not authorized")
+    MessageRefusal.DMARC_REJECT: Reply(550, "5.7.1", "Message refused: it fails DMARC and the sender's domain asks to reject it"),
 }
 
 
@@ -78,7 +81,7 @@ def for_recipient(refused: RecipientRefused) -> Reply:
 def for_delivery(result: DeliveryResult | MessageRefused) -> Reply:
     """The one reply after DATA. SMTP has a single reply for all recipients (RFC 5321
     §4.2.5): if anyone got the message it is 250; a recipient refused only now (its mailbox
-    filled since RCPT) is named in the log until bounces exist (the outbound queue slice)."""
+    filled since RCPT) is named in the log."""
     if isinstance(result, MessageRefused):
         return _MESSAGE_REFUSALS[result.reason]
     if result.accepted:

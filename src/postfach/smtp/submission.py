@@ -7,10 +7,9 @@ without AUTH (530 5.7.0); the envelope sender and every From: address must be
 the account's own address or one of its aliases (553 5.7.1), so customers
 cannot send as one another.
 
-Recipients in our domains go through the delivery pipeline like MX mail.
-Remote recipients need the outbound queue, a later slice: until it exists
-they are refused at RCPT with 451 4.3.0 (temporary, so the client keeps the
-message) rather than accepted and never sent.
+Recipients in our domains go through the delivery pipeline like MX mail;
+remote ones go to the outbound queue, and 250 after DATA comes only once the
+queue entry is committed.
 """
 
 from __future__ import annotations
@@ -117,8 +116,7 @@ class SubmissionHandler(DeliveringHandler):
         return replies.SENDER_OK
 
     def non_local(self, verdict: NotLocal) -> Reply:
-        # The outbound queue is a later slice: refuse for now (temporarily) what we cannot send.
-        return replies.RECIPIENT_OK if self.pipeline.can_queue else replies.OUTBOUND_UNAVAILABLE
+        return replies.RECIPIENT_OK
 
     async def check_message(self, server: Any, session: Session, data: bytes) -> Reply | None:
         account = session.auth_data

@@ -17,7 +17,7 @@ against each):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import BinaryIO, Protocol
@@ -26,6 +26,7 @@ from postfach.model import (
     Account,
     Alias,
     BlobRef,
+    DkimKey,
     Domain,
     Flags,
     Folder,
@@ -33,6 +34,7 @@ from postfach.model import (
     FolderStatus,
     Forwarding,
     MessageMeta,
+    QueuedMessage,
     SpecialUse,
     Vacation,
 )
@@ -200,9 +202,6 @@ class Store(Protocol):
     ) -> list[tuple[int, int]]:
         """Copy and expunge in one transaction (RFC 6851 §3.3: atomic); publishes both changes."""
 
-    async def expunged_since(self, folder_id: int, modseq: int) -> list[int]:
-        """UIDs expunged from the folder with a modseq above `modseq` (RFC 7162 VANISHED)."""
-
     async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
         """UIDs whose indexed text contains `needle`, case-insensitively: the body text
         (`body_only`), else header or body text (IMAP SEARCH BODY / TEXT)."""
@@ -219,3 +218,23 @@ class Store(Protocol):
 
     async def collect_garbage(self) -> int:
         """Remove message files no row refers to; returns how many went."""
+
+    # The outbound queue (postfach.queue). An entry holds a reference to its message file
+    # until no recipient is pending; states are "pending", "delivered", "failed".
+    async def enqueue(
+        self, sender: str, recipients: Sequence[str], message: StagedBlob, next_attempt: float | None = None
+    ) -> QueuedMessage: ...
+    async def get_queued(self, queue_id: int) -> QueuedMessage | None: ...
+    async def list_queue(self, due_before: float | None = None, limit: int = 1000) -> list[QueuedMessage]: ...
+    async def next_queue_attempt(self) -> float | None: ...
+    async def record_attempt(
+        self, queue_id: int, outcomes: Mapping[str, tuple[str, str | None]], next_attempt: float,
+        error: str | None = None,
+    ) -> QueuedMessage | None:
+        """New states per recipient; the entry (and its file reference) goes when none is pending."""
+
+    # DKIM keys per domain, and the quota warning level (percent) per account.
+    async def set_dkim_key(self, domain: str, selector: str, private_key: str) -> DkimKey: ...
+    async def get_dkim_key(self, domain: str) -> DkimKey | None: ...
+    async def get_quota_warning(self, account_id: int) -> int: ...
+    async def set_quota_warning(self, account_id: int, level: int, *, only_if: int | None = None) -> bool: ...

@@ -51,6 +51,8 @@ from postfach.store.events import LocalEventBus
 from postfach.store.search_text import index_texts
 from postfach.store.sqlite_accounts import AccountTables
 from postfach.store.sqlite_folders import FolderTables
+from postfach.store.sqlite_transfers import TransferTables
+from postfach.store.sqlite_queue import QueueTables
 from postfach.store.sqlite_engine import FileLanes, Readers, Tx, Writer, connect, migrate
 from postfach.store.sqlite_rows import (
     FOLDER_COLUMNS,
@@ -70,7 +72,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOB_GRACE_SECONDS = 600
 
 
-class SqliteStore(AccountTables, FolderTables):
+class SqliteStore(AccountTables, FolderTables, QueueTables, TransferTables):
     def __init__(
         self,
         db_path: Path,
@@ -476,107 +478,6 @@ class SqliteStore(AccountTables, FolderTables):
         inner = self._set_flags_job(folder_id, wanted, flags, mode, unchanged_since, failed)
         changed = await self._write(inner)
         return changed, failed
-
-    async def copy_messages(
-        self, source_folder_id: int, uids: Iterable[int], target_folder_id: int, *, enforce_quota: bool = True
-    ) -> list[tuple[int, int]]:
-        wanted = sorted(set(uids))
-
-        def job(tx: Tx) -> list[tuple[int, int]]:
-            rows = self._message_rows(tx, source_folder_id, wanted)
-            total = sum(row[3] for row in rows)
-            charged = tx.execute(
-                "UPDATE accounts SET used_bytes = used_bytes + :size"
-                " WHERE id = (SELECT account_id FROM folders WHERE id = :folder)"
-                " AND (NOT :enforce OR used_bytes + :size <= quota_bytes) RETURNING id",
-                {"size": total, "folder": target_folder_id, "enforce": enforce_quota},
-            ).fetchone()
-            if charged is None:
-                raise _append_refusal(tx, target_folder_id, total)
-            for row in rows:
-                tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ?", (row[2],))
-            return self._insert_copies(tx, charged[0], target_folder_id, rows)
-
-        return await self._write(job)
-
-    async def move_messages(
-        self, source_folder_id: int, uids: Iterable[int], target_folder_id: int
-    ) -> list[tuple[int, int]]:
-        wanted = sorted(set(uids))
-
-        def job(tx: Tx) -> list[tuple[int, int]]:
-            source = find_folder(tx.conn, source_folder_id)
-            target = find_folder(tx.conn, target_folder_id)
-            if source.account_id != target.account_id:
-                raise Conflict("messages move only between folders of one mailbox")
-            rows = self._message_rows(tx, source_folder_id, wanted)
-            # The blob reference and the quota charge go from the old row to the new one.
-            pairs = self._insert_copies(tx, target.account_id, target_folder_id, rows)
-            for row in rows:
-                tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ?", (row[2],))
-            tx.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?",
-                       (sum(row[3] for row in rows), target.account_id))
-            self._expunge_rows(tx, source_folder_id, [row[1] for row in rows])
-            return pairs
-
-        return await self._write(job)
-
-    @staticmethod
-    def _message_rows(tx: Tx, folder_id: int, uids: list[int]) -> list[tuple]:
-        find_folder(tx.conn, folder_id)
-        rows: list[tuple] = []
-        for chunk in chunked(uids):
-            rows.extend(tx.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid IN ({marks(chunk)})"
-                " ORDER BY uid",
-                (folder_id, *chunk),
-            ).fetchall())
-        return rows
-
-    @staticmethod
-    def _insert_copies(tx: Tx, account_id: int, folder_id: int, rows: list[tuple]) -> list[tuple[int, int]]:
-        """New rows in `folder_id` for message rows of another folder; the caller counts blobs and quota."""
-        if not rows:
-            return []
-        first, modseq = tx.execute(
-            "UPDATE folders SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1"
-            " WHERE id = ? RETURNING uidnext - ?, highestmodseq",
-            (len(rows), folder_id, len(rows)),
-        ).fetchone()
-        pairs = []
-        for offset, row in enumerate(rows):
-            uid = first + offset
-            tx.execute(
-                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (folder_id, uid, *row[2:8], modseq),
-            )
-            pairs.append((row[1], uid))
-        tx.changes.append(MessagesAdded(account_id, folder_id, tuple(new for _, new in pairs), modseq))
-        return pairs
-
-    async def expunged_since(self, folder_id: int, modseq: int) -> list[int]:
-        rows = await self._readers.run(
-            lambda conn: conn.execute(
-                "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid", (folder_id, modseq)
-            ).fetchall()
-        )
-        return [row[0] for row in rows]
-
-    async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
-        # GLOB on case-folded text: exact substring semantics, served by the trigram index.
-        pattern = "*" + needle.casefold().replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*"
-        where = "s.body GLOB :p" if body_only else "(s.body GLOB :p OR s.head GLOB :p)"
-
-        def query(conn: sqlite3.Connection) -> list[int]:
-            rows = conn.execute(
-                "SELECT m.uid FROM messages m JOIN search_docs d ON d.sha256 = m.blob_sha256"
-                f" WHERE m.folder_id = :folder AND d.id IN (SELECT rowid FROM search_index s WHERE {where})"
-                " ORDER BY m.uid",
-                {"folder": folder_id, "p": pattern},
-            ).fetchall()
-            return [row[0] for row in rows]
-
-        return await self._readers.run(query)
 
     async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
         """Every message's uid and size, in uid order (POP3's STAT/LIST, STATUS SIZE)."""

@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ("connection", "mailboxes", "listing", "select", "append")
+MODULES = ("connection", "mailboxes", "listing", "select", "append", "fetch", "store_flags", "search", "copy_move")
 
 
 def load_all() -> None:

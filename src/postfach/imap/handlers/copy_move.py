@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from postfach.imap import commands as c
 from postfach.imap import targets
-from postfach.imap.sequence import SequenceSet, format_set
+from postfach.imap.sequence import SequenceSet
 from postfach.imap.session import Done, ImapSession, No, handles
 from postfach.model import Folder, SpecialUse
 
@@ -45,13 +45,13 @@ async def copy(session: ImapSession, command: c.Copy) -> Done:
     uids = [view.uid_at(seq) for seq in seqs]
     if not uids:
         return Done("COPY completed, nothing to copy")
+    if not command.uid and any(view.is_expunged_elsewhere(uid) for uid in uids):
+        # RFC 2180 §4.4.1: a COPY by number of a message expunged meanwhile fails as a whole.
+        raise No("some of the messages were expunged meanwhile", "EXPUNGEISSUED")
     # Deleting in a client is often a COPY to Trash: that must work in a full mailbox.
     pairs = await session.store.copy_messages(
         view.folder_id, uids, folder.id, enforce_quota=folder.special_use is not SpecialUse.TRASH
     )
-    if len(pairs) < len(uids) and not command.uid:
-        # RFC 9051 §6.4.7 wants all or nothing; some were expunged elsewhere meanwhile.
-        raise No("some of the messages were expunged meanwhile", "EXPUNGEISSUED")
     if not pairs:
         return Done("COPY completed, nothing to copy")
     return Done("COPY completed", _copyuid(folder, pairs))
@@ -88,6 +88,4 @@ async def expunge(session: ImapSession, command: c.Expunge) -> Done:
         named = command.uids or SequenceSet()
         uids = targets.saved_uids(session) if named.saved else named.resolve_uids(view.uids)
     gone = await session.store.expunge_deleted(view.folder_id, uids)
-    if command.uid and gone:
-        return Done("UID EXPUNGE completed", None) if not gone else Done(f"expunged {format_set(gone)}")
-    return Done("EXPUNGE completed")
+    return Done(f"EXPUNGE completed ({len(gone)} removed)")

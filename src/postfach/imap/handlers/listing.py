@@ -40,6 +40,7 @@ async def list_(session: ImapSession, command: c.List) -> Done:
     subscribed_selected = "SUBSCRIBED" in selection
     special_selected = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
+    criteria = selection - {"RECURSIVEMATCH", "REMOTE"}  # REMOTE: there are no remote folders here
     # RFC 5258 §3.1: the SUBSCRIBED selection option implies the SUBSCRIBED return option.
     show_subscribed = subscribed_selected or "SUBSCRIBED" in returns
     nonexistent = "\\NonExistent" if command.extended or session.rev2 else "\\Noselect"
@@ -55,9 +56,7 @@ async def list_(session: ImapSession, command: c.List) -> Done:
             return False
         if subscribed_selected and not folder.subscribed:
             return False
-        if special_selected and folder.special_use is None:
-            return False
-        return True
+        return not (special_selected and folder.special_use is None)
 
     sent: set[str] = set()
     for pattern_text in command.patterns:
@@ -72,12 +71,11 @@ async def list_(session: ImapSession, command: c.List) -> Done:
                 continue
             folder = real.get(name)
             child_info: list[object] = []  # RFC 5258 §9: ("CHILDINFO" ("SUBSCRIBED")), as strings
-            if selection:
-                if not selected(name):
-                    # RFC 5258 §3.5: a parent that only has matching descendants, with CHILDINFO.
-                    if not (recursive and subscribed_selected and _subscribed_below(name, real)):
-                        continue
-                    child_info = ["CHILDINFO", ["SUBSCRIBED"]]
+            if criteria and not selected(name):
+                # RFC 5258 §3.5: a parent that only has matching descendants, with CHILDINFO.
+                if not (recursive and subscribed_selected and _subscribed_below(name, real)):
+                    continue
+                child_info = ["CHILDINFO", ["SUBSCRIBED"]]
             sent.add(wire)
             attributes = _attributes(folder, folders.has_children(name), nonexistent, show_subscribed)
             session.send(r.list_response(attributes, names.DELIMITER, wire, session.utf8, extended=child_info))

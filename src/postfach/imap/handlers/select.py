@@ -109,9 +109,8 @@ async def close(session: ImapSession, command: c.Command) -> Done:
     assert view is not None
     session.deselect()
     if not view.read_only:
-        deleted = [uid for uid, bits in zip(view.uids, view.system_flags) if bits & SystemFlag.DELETED]
-        if deleted:
-            await session.store.expunge(view.folder_id, deleted)
+        # Flag checked in the store's transaction: a message undeleted elsewhere meanwhile stays.
+        await session.store.expunge_deleted(view.folder_id)
     return Done("CLOSE completed")
 
 

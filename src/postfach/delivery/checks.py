@@ -1,0 +1,239 @@
+"""SPF, DKIM and DMARC for mail from the MX, and the Authentication-Results field (RFC 8601).
+
+- SPF (RFC 7208) by pyspf, its DNS lookups through our resolver;
+- DKIM (RFC 6376) by dkimpy, its key lookups through our resolver;
+- DMARC (RFC 7489) here: the policy record of the From: domain (or of its
+  organizational domain), and alignment of the SPF and DKIM identifiers.
+
+Every check shares one time budget (`[dns] timeout`): a lookup that fails or
+does not answer in time makes that check "temperror", and the message goes on
+(a temperror never refuses mail). Checks run in threads: pyspf and dkimpy block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+
+import dkim
+import spf
+
+from postfach.dns import DnsResolver, DnsTempError
+
+log = logging.getLogger(__name__)
+_quiet = logging.getLogger("postfach.delivery.checks.dkimpy")
+_quiet.setLevel(logging.CRITICAL)
+
+_DKIM_SIGNATURE = re.compile(rb"^dkim-signature[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResults:
+    spf: str  # pass, fail, softfail, neutral, none, temperror, permerror
+    spf_domain: str  # the domain SPF checked (MAIL FROM's, or HELO's for a bounce)
+    dkim: str  # pass, fail, none, temperror, permerror
+    dkim_domains: tuple[str, ...]  # d= of the signatures that passed
+    dmarc: str  # pass, fail, none, temperror, permerror
+    dmarc_policy: str  # none, quarantine, reject ("none" without a record)
+    from_domain: str
+
+    def header(self, authserv_id: str, mail_from: str) -> bytes:
+        """The Authentication-Results field (RFC 8601 §2.2), folded, with CRLF."""
+        spf_property = f"smtp.mailfrom={mail_from}" if mail_from else f"smtp.helo={self.spf_domain}"
+        dkim_property = f" header.d={self.dkim_domains[0]}" if self.dkim_domains else ""
+        from_property = f" header.from={self.from_domain}" if self.from_domain else ""
+        return (
+            f"Authentication-Results: {authserv_id};\r\n"
+            f"\tspf={self.spf} {spf_property};\r\n"
+            f"\tdkim={self.dkim}{dkim_property};\r\n"
+            f"\tdmarc={self.dmarc}{from_property}\r\n"
+        ).encode("ascii", "replace")
+
+    @property
+    def dmarc_rejects(self) -> bool:
+        return self.dmarc == "fail" and self.dmarc_policy == "reject"
+
+
+class _SpfQuery(spf.query):
+    """pyspf with its lookups through our resolver, within a deadline (pyspf's own goes via
+    module-level dnspython calls, which know neither our nameservers nor our budget)."""
+
+    def __init__(self, resolver: DnsResolver, deadline: float, **options) -> None:
+        super().__init__(**options)
+        self._resolver = resolver
+        self._deadline = deadline
+
+    def dns(self, name, qtype, cnames=None, ignore_void=False):  # noqa: D102 (pyspf's signature)
+        name = str(name).rstrip(".").lower()
+        if not name:
+            raise spf.PermError("empty DNS name")
+        key = (name, qtype)
+        if key in self.cache:
+            return self.cache[key]
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise spf.TempError("DNS lookups took longer than the time budget")
+        try:
+            answer = self._resolver.resolve_sync(name, qtype, remaining)
+        except DnsTempError as error:
+            raise spf.TempError(str(error)) from None
+        result = []
+        for record in answer or ():
+            if qtype in ("A", "AAAA"):
+                result.append(record.address)
+            elif qtype == "MX":
+                result.append((record.preference, record.exchange.to_text(omit_final_dot=True)))
+            elif qtype == "PTR":
+                result.append(record.target.to_text(omit_final_dot=True))
+            elif qtype in ("TXT", "SPF"):
+                result.append(tuple(record.strings))
+        if not result and not ignore_void:
+            self.void_lookups += 1
+            if self.void_lookups > spf.MAX_VOID_LOOKUPS:
+                raise spf.PermError(f"more than {spf.MAX_VOID_LOOKUPS} void lookups")
+        self.cache[key] = result
+        return result
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def organizational_domain(domain: str) -> str:
+    """The last two labels. (RFC 7489 §3.2 asks for the Public Suffix List; without it a domain
+    under a two-label suffix such as co.uk is aligned too widely. Good enough for relaxed
+    alignment between a domain and its own subdomains.)"""
+    return ".".join(domain.split(".")[-2:])
+
+
+def aligned(identifier: str, from_domain: str, mode: str) -> bool:
+    if mode == "s":
+        return identifier == from_domain
+    return organizational_domain(identifier) == organizational_domain(from_domain)
+
+
+def from_domain(message: bytes) -> str:
+    """The domain of the single From: address ("" if there is none or several, RFC 7489 §6.6.1)."""
+    end = message.find(b"\r\n\r\n")
+    header = BytesHeaderParser(policy=default_policy).parsebytes(message if end < 0 else message[: end + 4])
+    try:
+        fields = header.get_all("From") or []
+        addresses = [address for field in fields for address in field.addresses]
+    except (IndexError, ValueError, TypeError):
+        return ""
+    if len(addresses) != 1:
+        return ""
+    return addresses[0].domain.lower().rstrip(".")
+
+
+def parse_dmarc(record: bytes) -> dict[str, str] | None:
+    text = record.decode("ascii", "replace")
+    tags = {}
+    for part in text.split(";"):
+        name, equals, value = part.partition("=")
+        if equals:
+            tags[name.strip().lower()] = value.strip()
+    return tags if tags.get("v") == "DMARC1" else None
+
+
+class MessageChecks:
+    def __init__(self, resolver: DnsResolver, hostname: str) -> None:
+        self._resolver = resolver
+        self._hostname = hostname
+
+    @property
+    def budget(self) -> float:
+        return self._resolver.timeout
+
+    async def check(self, client_ip: str, helo: str, mail_from: str, message: bytes) -> AuthResults:
+        deadline = time.monotonic() + self.budget
+        author_domain = from_domain(message)
+        spf_task = asyncio.ensure_future(asyncio.to_thread(self._spf, client_ip, helo, mail_from, deadline))
+        dkim_task = asyncio.ensure_future(asyncio.to_thread(self._dkim, message, deadline))
+        dmarc_task = asyncio.ensure_future(self._dmarc_record(author_domain))
+        tasks = (spf_task, dkim_task, dmarc_task)
+        done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        for task in pending:
+            task.cancel()  # the thread ends by itself: its lookups stop at the deadline
+        spf_result, spf_domain = spf_task.result() if spf_task in done else ("temperror", domain_of(mail_from) or helo)
+        dkim_result, dkim_domains = dkim_task.result() if dkim_task in done else ("temperror", ())
+        record = dmarc_task.result() if dmarc_task in done else DnsTempError("DMARC lookup took too long")
+        dmarc, policy = self._dmarc(record, author_domain, spf_result, spf_domain, dkim_domains)
+        return AuthResults(spf_result, spf_domain, dkim_result, dkim_domains, dmarc, policy, author_domain)
+
+    def _spf(self, client_ip: str, helo: str, mail_from: str, deadline: float) -> tuple[str, str]:
+        # RFC 7208 §2.4: a bounce (null sender) is checked as postmaster@HELO.
+        sender = mail_from or f"postmaster@{helo}"
+        domain = domain_of(sender)
+        try:
+            query = _SpfQuery(self._resolver, deadline, i=client_ip, s=sender, h=helo or domain,
+                              timeout=self.budget, querytime=self.budget)
+            result, _code, _explanation = query.check()
+        except Exception as error:  # pyspf on input it does not take (a bad IP, say)
+            log.info("SPF check of %s from %s failed: %s", sender, client_ip, error)
+            return "permerror", domain
+        return result, domain
+
+    def _dkim(self, message: bytes, deadline: float) -> tuple[str, tuple[str, ...]]:
+        signatures = len(_DKIM_SIGNATURE.findall(message[: max(0, message.find(b"\r\n\r\n")) + 2]))
+        if not signatures:
+            return "none", ()
+
+        def dnsfunc(name, timeout=5):
+            text = name.decode("ascii") if isinstance(name, bytes) else name
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DnsTempError("DNS lookups took longer than the time budget")
+            records = self._resolver.txt_sync(text, remaining)
+            return records[0] if records else None
+
+        passed: list[str] = []
+        temporary = False
+        for index in range(signatures):
+            try:
+                verifier = dkim.DKIM(message, logger=_quiet, timeout=max(1, int(self.budget)))
+                if verifier.verify(idx=index, dnsfunc=dnsfunc):
+                    passed.append(verifier.domain.decode("ascii", "replace").lower())
+            except DnsTempError:
+                temporary = True
+            except dkim.DKIMException as error:
+                log.info("DKIM signature %d does not verify: %s", index, error)
+        if passed:
+            return "pass", tuple(passed)
+        return ("temperror" if temporary else "fail"), ()
+
+    async def _dmarc_record(self, domain: str) -> tuple[dict[str, str], str] | None | DnsTempError:
+        """The DMARC record and the domain it was found at (RFC 7489 §6.6.3)."""
+        if not domain:
+            return None
+        try:
+            for candidate in dict.fromkeys((domain, organizational_domain(domain))):
+                for record in await self._resolver.txt(f"_dmarc.{candidate}"):
+                    tags = parse_dmarc(record)
+                    if tags is not None:
+                        return tags, candidate
+        except DnsTempError as error:
+            return error
+        return None
+
+    @staticmethod
+    def _dmarc(record, author_domain: str, spf_result: str, spf_domain: str,
+               dkim_domains: tuple[str, ...]) -> tuple[str, str]:
+        if isinstance(record, DnsTempError):
+            return "temperror", "none"
+        if record is None:
+            return "none", "none"
+        tags, found_at = record
+        policy = tags.get("p", "none").lower()
+        if found_at != author_domain and "sp" in tags:
+            policy = tags["sp"].lower()
+        if policy not in ("none", "quarantine", "reject"):
+            policy = "none"
+        spf_ok = spf_result == "pass" and aligned(spf_domain, author_domain, tags.get("aspf", "r").lower())
+        dkim_ok = any(aligned(d, author_domain, tags.get("adkim", "r").lower()) for d in dkim_domains)
+        return ("pass" if spf_ok or dkim_ok else "fail"), policy
