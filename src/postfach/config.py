@@ -101,6 +101,10 @@ class Config:
     allow_plaintext_on_loopback: bool = False
     pop3_idle_timeout: int = 600  # seconds; RFC 1939 §3 asks for at least 600, tests use less
     pop3_exclusive_lock: bool = False
+    imap_login_timeout: int = 60  # seconds of silence before login
+    imap_idle_timeout: int = 30 * 60  # after login; RFC 9051 §5.4: at least 30 minutes
+    imap_max_connections_per_address: int = 50
+    imap_max_connections_per_account: int = 20
     smtp_max_message_size: int = 50 * 1024 * 1024  # bytes of DATA; advertised as SIZE (RFC 1870)
     smtp_max_recipients: int = 100  # per message; RFC 5321 §4.5.3.1.8 asks for at least 100
     smtp_smarthost: ListenAddress | None = None  # all outbound mail goes there instead of the MX
@@ -112,6 +116,19 @@ class Config:
     dns_timeout: int = 5  # seconds: the most the DNS checks of one message may take
     # Static routes: mail for a domain goes to this host:port instead of the domain's MX.
     routes: Mapping[str, ListenAddress] = field(default_factory=lambda: types.MappingProxyType({}))
+    # Login quarantine and throttling (postfach.auth.quarantine; README "Login security").
+    auth_quarantine_failures: int = 3  # wrong passwords that put a credential in quarantine
+    auth_quarantine_seconds: float = 600.0  # how long; another new wrong password restarts it
+    auth_quarantine_scope: str = "account"  # or "account+address": per credential and source address
+    auth_throttle_delay: float = 0.5  # seconds before an address's next login after its 2nd failure; doubles
+    auth_throttle_max_delay: float = 10.0
+    auth_throttle_window: float = 900.0  # seconds an address's failures count for throttling and bans
+    auth_ban_accounts: int = 10  # an address failing for this many accounts in the window is banned
+    auth_ban_seconds: float = 3600.0
+    # argon2id for new hashes; a login with a hash made otherwise rehashes it (RFC 9106 §4).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
 
     @property
     def db_path(self) -> Path:
@@ -138,7 +155,7 @@ class Invalid(ValueError):
 @dataclass(frozen=True)
 class Setting:
     key: str  # dotted key in the file: "hostname", "listen.imap", "tls.cert"
-    kind: type  # what TOML must give: str, int, bool or list (of strings)
+    kind: type  # what TOML must give: str, int, float (any number), bool or list (of strings)
     parse: Callable[[Any, Path], Any]  # (value of `kind`, base directory) -> value; raises Invalid
     optional: bool = False  # an empty environment value clears it
 
@@ -254,6 +271,42 @@ def _parse_seconds(value: int, base: Path) -> int:
     return value
 
 
+def _parse_connection_limit(value: int, base: Path) -> int:
+    if not 1 <= value <= 100_000:
+        raise Invalid(f"must be 1 to 100000, got {value}")
+    return value
+
+
+def _parse_positive_seconds(value: float, base: Path) -> float:
+    if not 0 < value <= 366 * 86400:
+        raise Invalid(f"must be more than 0 and at most a year of seconds, got {value}")
+    return float(value)
+
+
+def _parse_delay(value: float, base: Path) -> float:
+    if not 0 <= value <= 600:
+        raise Invalid(f"must be 0 to 600 seconds, got {value}")
+    return float(value)
+
+
+def _int_range(low: int, high: int) -> Callable[[int, Path], int]:
+    def parse(value: int, base: Path) -> int:
+        if not low <= value <= high:
+            raise Invalid(f"must be {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+QUARANTINE_SCOPES = ("account", "account+address")
+
+
+def _parse_quarantine_scope(value: str, base: Path) -> str:
+    if value not in QUARANTINE_SCOPES:
+        raise Invalid(f'"{value}" is not a quarantine scope (known: "account", "account+address")')
+    return value
+
+
 def _parse_message_size(value: int, base: Path) -> int:
     if not 1024 <= value <= 1 << 30:
         raise Invalid(f"must be 1024 to {1 << 30} bytes, got {value}")
@@ -350,8 +403,23 @@ SETTINGS: dict[str, Setting] = {
         Setting("tls.key", str, _parse_path, optional=True),
         Setting("store.url", str, _parse_store_url),
         Setting("auth.allow_plaintext_on_loopback", bool, _parse_bool),
+        Setting("auth.quarantine_failures", int, _int_range(1, 1000)),
+        Setting("auth.quarantine_seconds", float, _parse_positive_seconds),
+        Setting("auth.quarantine_scope", str, _parse_quarantine_scope),
+        Setting("auth.throttle_delay", float, _parse_delay),
+        Setting("auth.throttle_max_delay", float, _parse_delay),
+        Setting("auth.throttle_window", float, _parse_positive_seconds),
+        Setting("auth.ban_accounts", int, _int_range(2, 100_000)),
+        Setting("auth.ban_seconds", float, _parse_positive_seconds),
+        Setting("auth.argon2_time_cost", int, _int_range(1, 100)),
+        Setting("auth.argon2_memory_kib", int, _int_range(8, 4 << 20)),
+        Setting("auth.argon2_parallelism", int, _int_range(1, 255)),
         Setting("pop3.idle_timeout", int, _parse_seconds),
         Setting("pop3.exclusive_lock", bool, _parse_bool),
+        Setting("imap.login_timeout", int, _parse_seconds),
+        Setting("imap.idle_timeout", int, _parse_seconds),
+        Setting("imap.max_connections_per_address", int, _parse_connection_limit),
+        Setting("imap.max_connections_per_account", int, _parse_connection_limit),
         Setting("smtp.max_message_size", int, _parse_message_size),
         Setting("smtp.max_recipients", int, _parse_recipient_limit),
         Setting("smtp.smarthost", str, _parse_listen, optional=True),
@@ -368,7 +436,9 @@ SETTINGS: dict[str, Setting] = {
 ROUTES = Setting("routes", dict, _parse_routes)
 TABLES = sorted({s.table for s in SETTINGS.values() if s.table} | {ROUTES.key})
 
-_TOML_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "a table"}
+_TOML_TYPE_NAMES = {
+    str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array", dict: "a table"
+}
 _EXAMPLES = {"listen": ' like "host:port"'}
 
 
@@ -410,6 +480,8 @@ def _describe(value: Any) -> str:
 def _has_kind(value: Any, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is list:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, kind)
@@ -483,6 +555,11 @@ def _from_env_text(setting: Setting, text: str) -> Any:
             return int(text)
         except ValueError:
             raise Invalid(f'"{text}" is not a whole number') from None
+    if setting.kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise Invalid(f'"{text}" is not a number') from None
     if setting.kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -608,6 +685,20 @@ def _check_tls(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str]
         problems.append(f'{origin}: certificate "{cert}" and key "{key}" do not load together ({reason})')
 
 
+def _check_auth(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str]) -> None:
+    # argon2 needs at least 8 KiB of memory per lane (RFC 9106 §3.1).
+    memory = values.get("auth.argon2_memory_kib", Config.argon2_memory_kib)
+    lanes = values.get("auth.argon2_parallelism", Config.argon2_parallelism)
+    if memory < 8 * lanes:
+        key = "auth.argon2_memory_kib" if "auth.argon2_memory_kib" in raw else "auth.argon2_parallelism"
+        problems.append(f"{raw[key].origin}: argon2 needs at least 8 KiB per lane: {lanes} lanes need {8 * lanes}")
+    delay = values.get("auth.throttle_delay", Config.auth_throttle_delay)
+    most = values.get("auth.throttle_max_delay", Config.auth_throttle_max_delay)
+    if most < delay:
+        key = "auth.throttle_max_delay" if "auth.throttle_max_delay" in raw else "auth.throttle_delay"
+        problems.append(f"{raw[key].origin}: the longest delay ({most} s) is shorter than the first ({delay} s)")
+
+
 def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
@@ -697,6 +788,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> C
 
     _check_listeners(values, raw, problems)
     _check_tls(values, raw, problems)
+    _check_auth(values, raw, problems)
     created: list[Path] = []
     if "data_dir" in values:
         created = _prepare_data_dir(values["data_dir"], raw["data_dir"].origin, problems)
@@ -724,6 +816,14 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         allow_plaintext_on_loopback=values.get("auth.allow_plaintext_on_loopback", False),
         pop3_idle_timeout=values.get("pop3.idle_timeout", 600),
         pop3_exclusive_lock=values.get("pop3.exclusive_lock", False),
+        imap_login_timeout=values.get("imap.login_timeout", Config.imap_login_timeout),
+        imap_idle_timeout=values.get("imap.idle_timeout", Config.imap_idle_timeout),
+        imap_max_connections_per_address=values.get(
+            "imap.max_connections_per_address", Config.imap_max_connections_per_address
+        ),
+        imap_max_connections_per_account=values.get(
+            "imap.max_connections_per_account", Config.imap_max_connections_per_account
+        ),
         smtp_max_message_size=values.get("smtp.max_message_size", Config.smtp_max_message_size),
         smtp_max_recipients=values.get("smtp.max_recipients", Config.smtp_max_recipients),
         smtp_smarthost=values.get("smtp.smarthost"),
@@ -734,4 +834,17 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         dns_nameservers=values.get("dns.nameservers", ()),
         dns_timeout=values.get("dns.timeout", Config.dns_timeout),
         routes=values.get("routes", types.MappingProxyType({})),
+        **{
+            field_name: values[key]
+            for key, field_name in _AUTH_FIELDS.items()
+            if key in values
+        },
     )
+
+
+# [auth] settings whose Config field is the key with "auth." turned into "auth_" (argon2: without it).
+_AUTH_FIELDS = {
+    key: key.replace("auth.", "" if key.startswith("auth.argon2") else "auth_")
+    for key in SETTINGS
+    if key.startswith("auth.") and key != "auth.allow_plaintext_on_loopback"
+}

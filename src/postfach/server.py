@@ -20,7 +20,8 @@ from postfach.delivery.checks import MessageChecks
 from postfach.delivery.pipeline import DeliveryPipeline
 from postfach.delivery.srs import Srs, load_secret
 from postfach.dns import DnsResolver
-from postfach.imap.server import ImapServer
+from postfach.imap.limits import ConnectionLimits
+from postfach.imap.server import ImapServer, ImapTimeouts
 from postfach.imap.session import ImapServices, ImapSettings
 from postfach.net import Connection, Handler, Listener
 from postfach.pop3.server import Pop3Server
@@ -100,8 +101,10 @@ class Server:
                 self.store,
                 self.authenticator,
                 ImapSettings(config.hostname, allow_plaintext_on_loopback=config.allow_plaintext_on_loopback),
+                ConnectionLimits(config.imap_max_connections_per_address, config.imap_max_connections_per_account),
             ),
             tls.server_context(cert, key),  # for STARTTLS; imaps gets its TLS from the Listener
+            ImapTimeouts(config.imap_login_timeout, config.imap_idle_timeout),
         )
         handlers: dict[str, Handler] = {
             "imap": self.imap.serve,

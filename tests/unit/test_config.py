@@ -644,3 +644,58 @@ def test_smtp_limits_from_the_file_and_the_environment(tmp_path):
 def test_smtp_limit_mistakes(tmp_path, text, problem):
     path = write_config(tmp_path, text)
     assert problems_of(path) == [f"{path}: {problem}"]
+
+
+def test_outbound_settings_default_to_five_days_of_backoff_and_the_system_resolver(tmp_path):
+    config = load_config(write_config(tmp_path, ""), {})
+    assert config.queue_max_age == 5 * 86400
+    assert config.queue_retry_delays == (60, 300, 900, 1800, 3600, 7200, 14400)
+    assert config.dns_nameservers == () and config.dns_timeout == 5
+    assert dict(config.routes) == {} and config.smtp_smarthost is None
+    assert config.smtp_dmarc_reject is True and config.smtp_outbound_port == 25
+
+
+def test_outbound_settings_from_the_file_and_the_environment(tmp_path):
+    path = write_config(
+        tmp_path,
+        '[routes]\n"B.Test" = "127.0.0.1:2526"\n'
+        '[dns]\nnameservers = ["127.0.0.1:5353", "192.0.2.53"]\ntimeout = 2\n'
+        '[queue]\nmax_age = "2d"\nretry_delays = ["30s", "5m", "1h"]\n'
+        '[smtp]\nsmarthost = "relay.example.net:587"\ndmarc_reject = false\noutbound_port = 2525\n',
+    )
+    config = load_config(path, {})
+    assert dict(config.routes) == {"b.test": ListenAddress("127.0.0.1", 2526)}
+    assert config.dns_nameservers == (ListenAddress("127.0.0.1", 5353), ListenAddress("192.0.2.53", 53))
+    assert (config.dns_timeout, config.queue_max_age, config.queue_retry_delays) == (2, 2 * 86400, (30, 300, 3600))
+    assert config.smtp_smarthost == ListenAddress("relay.example.net", 587)
+    assert config.smtp_dmarc_reject is False and config.smtp_outbound_port == 2525
+    config = load_config(path, {"POSTFACH_QUEUE_MAX_AGE": "3h", "POSTFACH_SMTP_SMARTHOST": ""})
+    assert config.queue_max_age == 3 * 3600 and config.smtp_smarthost is None
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[queue]\nmax_age = "soon"\n', 'queue.max_age: "soon" is not a duration (e.g. "30s", "5m", "2h", "5d")'),
+        ("[queue]\nretry_delays = []\n", "queue.retry_delays: must name at least one duration"),
+        ('[dns]\nnameservers = ["ns.example:53"]\n',
+         'dns.nameservers: "ns.example:53" must be an IP address (a name would need a resolver to find it)'),
+        ('[routes]\n"b.test" = "nowhere"\n',
+         'routes: route for "b.test": "nowhere" is not a valid host:port (port missing)'),
+        ('[routes]\n"b.test" = 25\n', 'routes: the route for "b.test" must be a string like "host:port", got an integer 25'),
+    ],
+)
+def test_outbound_setting_mistakes(tmp_path, text, problem):
+    path = write_config(tmp_path, text)
+    assert problems_of(path) == [f"{path}: {problem}"]
+
+
+def test_imap_limits_and_timeouts(tmp_path):
+    defaults = load_config(write_config(tmp_path, ""), {})
+    assert (defaults.imap_login_timeout, defaults.imap_idle_timeout) == (60, 1800)
+    assert (defaults.imap_max_connections_per_address, defaults.imap_max_connections_per_account) == (50, 20)
+    path = write_config(tmp_path, "[imap]\nlogin_timeout = 5\nmax_connections_per_account = 3\n")
+    config = load_config(path, {"POSTFACH_IMAP_IDLE_TIMEOUT": "900"})
+    assert (config.imap_login_timeout, config.imap_idle_timeout, config.imap_max_connections_per_account) == (5, 900, 3)
+    with pytest.raises(ConfigError, match="imap.max_connections_per_address: must be 1 to 100000, got 0"):
+        load_config(write_config(tmp_path, "[imap]\nmax_connections_per_address = 0\n"), {})

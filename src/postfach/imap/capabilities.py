@@ -41,5 +41,7 @@ def capabilities(session: ImapSession) -> list[str]:
         return names
     names.extend(FOLDERS)
     names.extend(MESSAGES)
+    if not session.compressed:
+        names.append("COMPRESS=DEFLATE")
     names.append(f"APPENDLIMIT={session.services.settings.append_limit}")
     return names

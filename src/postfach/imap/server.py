@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import ssl
 import tempfile
+import zlib
 from dataclasses import dataclass
 
 from postfach.imap import responses as r
@@ -62,6 +63,21 @@ class _StreamOutput:
         await self._writer.drain()
 
 
+class _DeflateOutput:
+    """RFC 4978 COMPRESS=DEFLATE: raw deflate, flushed (Z_SYNC_FLUSH) whenever we wait."""
+
+    def __init__(self, inner: _StreamOutput) -> None:
+        self._inner = inner
+        self._deflate = zlib.compressobj(wbits=-15)
+
+    def write(self, data: bytes) -> None:
+        self._inner.write(self._deflate.compress(data))
+
+    async def drain(self) -> None:
+        self._inner.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
+        await self._inner.drain()
+
+
 class ImapServer:
     def __init__(
         self, services: ImapServices, starttls: ssl.SSLContext, timeouts: ImapTimeouts = ImapTimeouts()
@@ -72,10 +88,21 @@ class ImapServer:
         self._timeouts = timeouts
 
     async def serve(self, conn: Connection) -> None:
-        session = ImapSession(
-            self.services, _StreamOutput(conn.writer), conn.id, conn.peer, tls=conn.is_tls, loopback=_is_loopback(conn)
-        )
-        await _Connection(self, conn, session).run()
+        host = _peer_host(conn)
+        limits = self.services.limits
+        if not limits.open(host):
+            log.info("[%d] too many IMAP connections from %s", conn.id, host)
+            conn.writer.write(r.untagged_status("BYE", "too many connections from your address", "UNAVAILABLE"))
+            await conn.writer.drain()
+            return
+        try:
+            session = ImapSession(
+                self.services, _StreamOutput(conn.writer), conn.id, conn.peer, tls=conn.is_tls,
+                loopback=_is_loopback(host),
+            )
+            await _Connection(self, conn, session).run()
+        finally:
+            limits.close(host)
 
 
 class _Connection:
@@ -89,6 +116,7 @@ class _Connection:
         self.spool: tempfile.SpooledTemporaryFile | None = None
         self.spool_refused = False
         self.errors = 0
+        self.inflate: zlib._Decompress | None = None
 
     async def run(self) -> None:
         session = self.session
@@ -101,6 +129,8 @@ class _Connection:
                     data = await self._read()
                     if not data:
                         return
+                    if self.inflate is not None:
+                        data = self.inflate.decompress(data)
                     if not self.conn.is_tls and data.startswith(TLS_RECORD_START) and not self.errors:
                         log.info("[%d] TLS handshake on the plain IMAP port; closing", self.conn.id)
                         return
@@ -188,6 +218,14 @@ class _Connection:
             if dropped:
                 log.warning("[%d] dropped %d bytes sent before the TLS handshake", self.conn.id, dropped)
             session.tls = True
+        if session.compress_requested:
+            # The OK went out plain; from here on both directions are deflated (RFC 4978 §3).
+            session.compress_requested = False
+            await session.output.drain()
+            session.output = _DeflateOutput(session.output)
+            session.compressed = True
+            self.inflate = zlib.decompressobj(wbits=-15)
+            self.parser.feed(self.inflate.decompress(self.parser.take_buffered()))
         if session.sasl_pending:
             self.parser.expect_sasl_response(session.sasl_pending)
         if session.idling:
@@ -229,8 +267,11 @@ class _Connection:
         self.spool, self.spool_refused = None, False
 
 
-def _is_loopback(conn: Connection) -> bool:
-    host = conn.peer.rsplit(":", 1)[0].strip("[]")
+def _peer_host(conn: Connection) -> str:
+    return conn.peer.rsplit(":", 1)[0].strip("[]")
+
+
+def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

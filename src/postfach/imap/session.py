@@ -12,6 +12,7 @@ the tagged result. A handler reports failure by raising `No` or `Bad`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,11 @@ from typing import Protocol
 from postfach.auth.authenticator import Authenticator
 from postfach.imap import commands as c
 from postfach.imap import responses as r
+from postfach.imap.limits import ConnectionLimits
 from postfach.imap.selected import Exists, Expunged, FlagsUpdate, SelectedFolder
 from postfach.model import Account, Folder
 from postfach.store.base import Store, StoreError
-from postfach.store.changes import Change
+from postfach.store.changes import Change, FolderDeleted, FolderRenamed
 from postfach.store.events import Subscription
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ class ImapServices:
     store: Store
     authenticator: Authenticator
     settings: ImapSettings
+    limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(50, 20))
 
 
 Handler = Callable[["ImapSession", c.Command], Awaitable[Done]]
@@ -146,6 +149,8 @@ class ImapSession:
     # Requests to the server around it, read after a command ran:
     starttls_requested: bool = False
     compress_requested: bool = False
+    compressed: bool = False
+    selected_deleted: bool = False
     sasl_pending: str | None = None  # the tag of an AUTHENTICATE waiting for the client's response
     idling: str | None = None  # the tag of an IDLE in progress
     # APPEND's message, spooled by the server: a file positioned at 0, None for an empty
@@ -233,6 +238,13 @@ class ImapSession:
         self._subscription = self.store.events.subscribe(self.account.id, self._on_change)
 
     def _on_change(self, change: Change) -> None:
+        if self.folder is not None and getattr(change, "folder_id", None) == self.folder.id:
+            if isinstance(change, FolderDeleted):
+                self.selected_deleted = True
+                self.changed.set()
+                return
+            if isinstance(change, FolderRenamed):
+                self.folder = dataclasses.replace(self.folder, name=change.new_name)
         if self.selected is not None:
             self.selected.note(change)
             if self.selected.has_pending:
@@ -241,6 +253,11 @@ class ImapSession:
     async def report_changes(self, *, expunges_allowed: bool) -> None:
         """Send what changed elsewhere in the selected folder, as far as IMAP allows now."""
         self.changed.clear()
+        if self.selected_deleted:
+            # Its messages are gone and its name may be reused: nothing safe is left to show.
+            self.send(r.untagged_status("BYE", "the selected mailbox was deleted in another session"))
+            self.close()
+            return
         view = self.selected
         if view is None or not view.has_pending:
             return
@@ -273,10 +290,12 @@ class ImapSession:
             self.state = State.AUTHENTICATED
 
     def close(self) -> None:
-        """The connection ends: stop hearing of changes."""
+        """The connection ends: stop hearing of changes, and free its place for the account."""
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+            assert self.account is not None
+            self.services.limits.log_out(self.account.id)
         self.state = State.LOGOUT
 
 

@@ -1,5 +1,5 @@
 """Commands about the connection itself: CAPABILITY, NOOP, CHECK, LOGOUT, ID, STARTTLS,
-LOGIN, AUTHENTICATE, ENABLE, NAMESPACE, IDLE."""
+LOGIN, AUTHENTICATE, ENABLE, NAMESPACE, COMPRESS, IDLE."""
 
 from __future__ import annotations
 
@@ -61,6 +61,9 @@ async def _log_in(session: ImapSession, user: str, password: str) -> Done:
     if isinstance(result, AuthFailure):
         log.info("[%d] login failed for %r from %s: %s", session.connection_id, user, session.peer, result.reason.value)
         raise No("authentication failed", "AUTHENTICATIONFAILED")
+    if not session.services.limits.log_in(result.id):
+        log.info("[%d] %s has too many IMAP connections", session.connection_id, result.address)
+        raise No("too many connections for this account; close some", "LIMIT")
     session.account = result
     session.state = State.AUTHENTICATED
     session.watch_account()
@@ -143,6 +146,17 @@ async def namespace(session: ImapSession, command: c.Command) -> Done:
     # One personal namespace, no prefix, "/" between levels (see imap/names.py for INBOX/...).
     session.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
     return Done("NAMESPACE completed")
+
+
+@handles(c.Compress)
+async def compress(session: ImapSession, command: c.Compress) -> Done:
+    # RFC 4978: raw DEFLATE both ways, starting right after this OK.
+    if command.mechanism.upper() != "DEFLATE":
+        raise No(f"the compression mechanism {command.mechanism} is not supported; use DEFLATE")
+    if session.compressed:
+        raise No("compression is already active", "COMPRESSIONACTIVE")
+    session.compress_requested = True
+    return Done("DEFLATE active")
 
 
 @handles(c.Idle)

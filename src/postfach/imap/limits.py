@@ -1,0 +1,40 @@
+"""How many IMAP connections one address, and one account, may hold (issue 3 point 7).
+
+One client must not exhaust the server: a misbehaving script opening
+connections in a loop is refused at the door, and an account with too many
+sessions (a sync tool run twenty times) is refused at login.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class ConnectionLimits:
+    def __init__(self, per_address: int, per_account: int) -> None:
+        self.per_address = per_address
+        self.per_account = per_account
+        self._addresses: Counter[str] = Counter()
+        self._accounts: Counter[int] = Counter()
+
+    def open(self, address: str) -> bool:
+        if self._addresses[address] >= self.per_address:
+            return False
+        self._addresses[address] += 1
+        return True
+
+    def close(self, address: str) -> None:
+        self._addresses[address] -= 1
+        if self._addresses[address] <= 0:
+            del self._addresses[address]
+
+    def log_in(self, account_id: int) -> bool:
+        if self._accounts[account_id] >= self.per_account:
+            return False
+        self._accounts[account_id] += 1
+        return True
+
+    def log_out(self, account_id: int) -> None:
+        self._accounts[account_id] -= 1
+        if self._accounts[account_id] <= 0:
+            del self._accounts[account_id]
