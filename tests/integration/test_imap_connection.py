@@ -11,15 +11,10 @@ import pytest
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import make_config
 from tests.support.server import running_server
+from tests.support.tls import insecure_context
 
 USER = "alice@example.com"
 
-
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @pytest.fixture
@@ -36,7 +31,7 @@ def plain(server) -> imaplib.IMAP4:
 
 def secure(server) -> imaplib.IMAP4_SSL:
     address = server.addresses["imaps"]
-    return imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure(), timeout=10)
+    return imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure_context(), timeout=10)
 
 
 def in_thread(function):
@@ -55,7 +50,7 @@ def check_plain_port_requires_starttls(server):
     assert "IMAP4REV1" in client.capabilities and "IMAP4REV2" in client.capabilities
     typ, data = client._simple_command("LOGIN", USER, client._quote(PASSWORD))
     assert typ == "NO" and b"[PRIVACYREQUIRED]" in data[0]
-    client.starttls(insecure())
+    client.starttls(insecure_context())
     assert "LOGINDISABLED" not in client.capabilities and "STARTTLS" not in client.capabilities
     assert "AUTH=PLAIN" in client.capabilities
     typ, data = client.login(USER, PASSWORD)
@@ -129,7 +124,7 @@ def raw_exchange(address, payload: bytes, *, tls_after: bytes | None = None, rea
             answer = b""
             while b"a OK" not in answer:
                 answer += sock.recv(4096)
-            with insecure().wrap_socket(sock) as wrapped:
+            with insecure_context().wrap_socket(sock) as wrapped:
                 wrapped.settimeout(read_seconds)
                 wrapped.sendall(tls_after)
                 received = b""

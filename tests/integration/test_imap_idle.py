@@ -3,29 +3,23 @@
 import asyncio
 import imaplib
 import smtplib
-import ssl
 import time
 
 from postfach.config import load_config
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import write_config
 from tests.support.server import running_server
+from tests.support.tls import insecure_context
 
 USER = "alice@example.com"
 DEADLINE = 1.0  # issue 3 point 5
 
 
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
 
 class Idler:
     def __init__(self, server) -> None:
         address = server.addresses["imaps"]
-        self.imap = imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure(), timeout=10)
+        self.imap = imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure_context(), timeout=10)
         self.imap.login(USER, PASSWORD)
         self.imap.select("INBOX")
         self.tag = self.imap._new_tag()
@@ -60,7 +54,7 @@ async def test_new_mail_flags_and_expunges_reach_an_idling_client_at_once(tmp_pa
             assert idler.wait_for(b"EXISTS") < DEADLINE
 
             other = imaplib.IMAP4_SSL(server.addresses["imaps"].host, server.addresses["imaps"].port,
-                                      ssl_context=insecure(), timeout=10)
+                                      ssl_context=insecure_context(), timeout=10)
             other.login(USER, PASSWORD)
             other.select("INBOX")
             other.store("1", "+FLAGS", "(\\Flagged)")

@@ -3,7 +3,6 @@
 import asyncio
 import imaplib
 import socket
-import ssl
 import time
 import zlib
 
@@ -11,15 +10,10 @@ from postfach.config import load_config
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import write_config
 from tests.support.server import running_server
+from tests.support.tls import insecure_context
 
 USER = "alice@example.com"
 
-
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def imap_config(tmp_path, extra: str = ""):
@@ -28,7 +22,7 @@ def imap_config(tmp_path, extra: str = ""):
 
 def secure(server) -> imaplib.IMAP4_SSL:
     address = server.addresses["imaps"]
-    return imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure(), timeout=10)
+    return imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure_context(), timeout=10)
 
 
 class RawClient:
@@ -36,7 +30,7 @@ class RawClient:
 
     def __init__(self, server) -> None:
         address = server.addresses["imaps"]
-        self.sock = insecure().wrap_socket(socket.create_connection((address.host, address.port), timeout=10))
+        self.sock = insecure_context().wrap_socket(socket.create_connection((address.host, address.port), timeout=10))
         self.deflate = None
         self.inflate = None
         self.pending = b""
@@ -106,7 +100,7 @@ async def test_connections_per_address_and_per_account_are_limited(tmp_path):
                 assert "LIMIT" in str(refusal)
             # The fourth connection from this address is turned away at the door.
             address = server.addresses["imaps"]
-            with insecure().wrap_socket(socket.create_connection((address.host, address.port), timeout=10)) as fourth:
+            with insecure_context().wrap_socket(socket.create_connection((address.host, address.port), timeout=10)) as fourth:
                 assert fourth.recv(1024).startswith(b"* BYE [UNAVAILABLE]")
             first.logout()
             third.login(USER, PASSWORD)  # a place was freed
@@ -121,7 +115,7 @@ async def test_a_silent_unauthenticated_connection_is_dropped(tmp_path):
 
         def scenario():
             address = server.addresses["imaps"]
-            with insecure().wrap_socket(socket.create_connection((address.host, address.port), timeout=10)) as sock:
+            with insecure_context().wrap_socket(socket.create_connection((address.host, address.port), timeout=10)) as sock:
                 began = time.monotonic()
                 received = b""
                 while chunk := sock.recv(1024):

@@ -5,7 +5,6 @@ import asyncio
 import imaplib
 import re
 import socket
-import ssl
 from datetime import datetime, timedelta, timezone
 
 import imapclient
@@ -19,15 +18,10 @@ from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import make_config
 from tests.support.messages import make_message
 from tests.support.server import running_server
+from tests.support.tls import insecure_context
 
 USER = "alice@example.com"
 
-
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ class Raw:
 
     def __init__(self, server, login=True):
         address = server.addresses["imaps"]
-        self.sock = insecure().wrap_socket(socket.create_connection((address.host, address.port), timeout=10))
+        self.sock = insecure_context().wrap_socket(socket.create_connection((address.host, address.port), timeout=10))
         self.file = self.sock.makefile("rb")
         self.counter = 0
         self.file.readline()  # greeting
@@ -83,14 +77,14 @@ class Raw:
 
 def client(server) -> imaplib.IMAP4_SSL:
     address = server.addresses["imaps"]
-    imap = imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure(), timeout=10)
+    imap = imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure_context(), timeout=10)
     imap.login(USER, PASSWORD)
     return imap
 
 
 def fancy(server) -> imapclient.IMAPClient:
     address = server.addresses["imaps"]
-    imap = imapclient.IMAPClient(address.host, address.port, ssl=True, ssl_context=insecure(), timeout=10)
+    imap = imapclient.IMAPClient(address.host, address.port, ssl=True, ssl_context=insecure_context(), timeout=10)
     imap.login(USER, PASSWORD)
     return imap
 

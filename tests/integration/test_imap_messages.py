@@ -9,7 +9,6 @@ import asyncio
 import base64
 import imaplib
 import re
-import ssl
 
 import imapclient
 import pytest
@@ -18,6 +17,7 @@ from postfach.model import Flags, SystemFlag
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import make_config
 from tests.support.server import running_server
+from tests.support.tls import insecure_context
 
 USER = "alice@example.com"
 
@@ -72,12 +72,6 @@ def expected_bodystructure() -> bytes:
     return f'({alternative}{attachment}{message} "MIXED" ("BOUNDARY" "mix") NIL NIL NIL)'.encode()
 
 
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
 
 @pytest.fixture
 async def server(tmp_path):
@@ -90,14 +84,14 @@ async def server(tmp_path):
 
 def connect(server) -> imapclient.IMAPClient:
     address = server.addresses["imaps"]
-    client = imapclient.IMAPClient(address.host, address.port, ssl=True, ssl_context=insecure(), timeout=30)
+    client = imapclient.IMAPClient(address.host, address.port, ssl=True, ssl_context=insecure_context(), timeout=30)
     client.login(USER, PASSWORD)
     return client
 
 
 def connect_imaplib(server) -> imaplib.IMAP4_SSL:
     address = server.addresses["imaps"]
-    client = imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure(), timeout=30)
+    client = imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure_context(), timeout=30)
     client.login(USER, PASSWORD)
     return client
 
