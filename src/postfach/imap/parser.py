@@ -312,7 +312,11 @@ class Parser:
         return error
 
     def _after_discarded_line(self, error: CommandError) -> CommandError:
-        """The discarded line ended: skip a non-synchronizing literal it announced."""
+        self._skip_announced_literal()
+        return error
+
+    def _skip_announced_literal(self) -> None:
+        """A discarded line ended: skip a non-synchronizing literal it announced."""
         m = _MARKER.search(self._tail)
         self._tail = b""
         if m is not None and m.group(3) and len(m.group(2)) <= 20:
@@ -320,7 +324,6 @@ class Parser:
             self._state = _S.SKIP
         else:
             self._state = _S.LINE
-        return error
 
     def _step_discard(self) -> Event | None:
         j = self._buf.find(b"\n")
@@ -332,13 +335,7 @@ class Parser:
         self._tail = (self._tail + bytes(self._buf[:j]))[-_TAIL_KEEP:].rstrip(b"\r")
         del self._buf[:j + 1]
         self._scan = 0
-        m = _MARKER.search(self._tail)
-        self._tail = b""
-        if m is not None and m.group(3) and len(m.group(2)) <= 20:
-            self._remaining = int(m.group(2))
-            self._state = _S.SKIP
-        else:
-            self._state = _S.LINE
+        self._skip_announced_literal()
         return None
 
     def _step_line(self) -> Event | None:
