@@ -73,6 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_argument("size", nargs="?")
     command(mailbox, "enable", "allow logins again").add_argument("address")
     command(mailbox, "disable", "refuse logins; mail is still accepted").add_argument("address")
+    app_password = command(mailbox, "app-password", "named passwords for single devices or protocols")
+    app_actions = app_password.add_subparsers(dest="app_action", required=True)
+    app_add = command(app_actions, "add", "generate an app password and print it once")
+    command(app_actions, "list", "list a mailbox's app passwords with their last use").add_argument("address")
+    app_revoke = command(app_actions, "revoke", "revoke an app password")
+    for sub in (app_add, app_revoke):
+        sub.add_argument("address")
+        sub.add_argument("name")
+
+    quarantine = command(commands, "quarantine", "accounts locked after wrong passwords, banned addresses")
+    quarantine_actions = quarantine.add_subparsers(dest="action", required=True)
+    command(quarantine_actions, "list", "list the quarantines and bans in force")
+    command(quarantine_actions, "release", "end a mailbox's quarantine, or an IP address's ban").add_argument(
+        "address", help="a mailbox address, or a banned IP address"
+    )
+
+    audit = command(commands, "audit", "login attempts, newest first")
+    audit.add_argument("address", nargs="?", help="only this mailbox's")
+    audit.add_argument("--limit", type=int, default=50, metavar="N", help="at most N attempts (default 50)")
+    audit.set_defaults(action="list")
 
     alias = command(commands, "alias", "aliases; @domain as the address is a catch-all").add_subparsers(
         dest="action", required=True
@@ -144,7 +164,8 @@ def _read_body(path: str) -> str:
 async def _provisioning(config: Config):
     store = await SqliteStore.open(config.db_path, config.blob_dir)
     try:
-        yield Provisioning(store, Passwords())
+        passwords = Passwords.configured(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
+        yield Provisioning(store, passwords)
     finally:
         await store.close()
 
@@ -222,6 +243,54 @@ async def _mailbox_enable(p: Provisioning, args) -> None:
     print(f"mailbox {args.address} {args.action}d")
 
 
+async def _mailbox_app_password(p: Provisioning, args) -> None:
+    if args.app_action == "add":
+        app, password = await p.add_app_password(args.address, args.name)
+        print(f"added app password {app.name} for {args.address}")
+        print(f"password: {password}")
+    elif args.app_action == "revoke":
+        await p.revoke_app_password(args.address, args.name)
+        print(f"revoked app password {args.name} of {args.address}")
+    else:
+        for app in await p.list_app_passwords(args.address):
+            if app.last_used_at is None:
+                used = "never used"
+            else:
+                used = f"last used {_time(app.last_used_at)} from {app.last_used_from} ({app.last_used_protocol})"
+            print(f"{app.name}\tcreated {_time(app.created_at)}\t{used}")
+
+
+def _time(moment) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _quarantine_list(p: Provisioning, args) -> None:
+    quarantines, bans = await p.list_quarantines()
+    for quarantine in quarantines:
+        key = quarantine.key
+        what = f"app password {key.credential}" if key.credential else "password"
+        scope = f" from {key.source}" if key.source else ""
+        print(
+            f"{display_address(key.address)}\t{what}{scope}\tuntil {_time(quarantine.until)}"
+            f"\t{quarantine.failures} wrong password(s)"
+        )
+    for ban in bans:
+        print(f"{ban.source}\tbanned\tuntil {_time(ban.until)}\twrong passwords for {ban.accounts} accounts")
+
+
+async def _quarantine_release(p: Provisioning, args) -> None:
+    print(await p.release(args.address))
+
+
+async def _audit(p: Provisioning, args) -> None:
+    for attempt in await p.login_attempts(args.address, args.limit):
+        credential = f"app password {attempt.credential}" if attempt.credential else "password"
+        print(
+            f"{_time(attempt.at)}\t{display_address(attempt.address) if '@' in attempt.address else attempt.address}"
+            f"\t{attempt.source}\t{attempt.protocol}\t{attempt.result}\t{credential}\t{attempt.reason}"
+        )
+
+
 async def _alias_add(p: Provisioning, args) -> None:
     alias = await p.add_alias(args.address, args.target)
     print(f"added alias {display_address(alias.source)} -> {display_address(alias.target)}")
@@ -290,6 +359,10 @@ _ADMIN: dict[tuple[str, str], Callable[[Provisioning, argparse.Namespace], Await
     ("mailbox", "quota"): _mailbox_quota,
     ("mailbox", "enable"): _mailbox_enable,
     ("mailbox", "disable"): _mailbox_enable,
+    ("mailbox", "app-password"): _mailbox_app_password,
+    ("quarantine", "list"): _quarantine_list,
+    ("quarantine", "release"): _quarantine_release,
+    ("audit", "list"): _audit,
     ("alias", "add"): _alias_add,
     ("alias", "remove"): _alias_remove,
     ("alias", "list"): _alias_list,

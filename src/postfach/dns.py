@@ -44,6 +44,9 @@ class DnsResolver:
         self._sync = dns.resolver.Resolver(configure=configure)
         _configure(self._async, nameservers, timeout)
         _configure(self._sync, nameservers, timeout)
+        # One cache for both (dnspython's LRU cache is thread-safe): an MX under load asks for
+        # the same SPF, DKIM and DMARC records again and again; TTLs are honoured.
+        self._async.cache = self._sync.cache = dns.resolver.LRUCache(50_000)
 
     # --- async ---------------------------------------------------------------------------
 

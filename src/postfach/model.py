@@ -230,3 +230,86 @@ class DkimKey:
     domain: str
     selector: str
     private_key: str  # PEM
+
+
+# --- login security (postfach.auth; issue 6) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppPassword:
+    """A named password for one device or protocol; revocable on its own."""
+
+    id: int
+    account_id: int
+    name: str
+    lookup: str  # the generated password's first group: which hash to check
+    password_hash: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    last_used_from: str | None = None
+    last_used_protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialKey:
+    """What one quarantine covers: a credential of an account, from one source or from all."""
+
+    address: str
+    credential: str = ""  # "": the account's password; else an app password's name
+    source: str = ""  # "": every source (scope "account"); else one (scope "account+address")
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRule:
+    failures: int  # this many counted wrong passwords start a quarantine
+    seconds: float  # its length; a new wrong password during it starts it again
+    window: float  # failures older than this do not count
+
+
+@dataclass(frozen=True, slots=True)
+class FailureOutcome:
+    """What one wrong password did to its credential's quarantine."""
+
+    counted: bool  # False: the same wrong password from the same source was counted already
+    until: float | None  # Unix time the quarantine ends; None: not in quarantine
+    started: bool = False
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    key: CredentialKey
+    since: datetime
+    until: datetime
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One source address's recent wrong passwords (within the throttling window)."""
+
+    failures: int  # distinct wrong passwords
+    accounts: int  # distinct user names they were for
+    last_failure: float | None  # Unix time
+    banned_until: float | None  # Unix time; None: not banned
+
+
+@dataclass(frozen=True, slots=True)
+class SourceBan:
+    source: str
+    since: datetime
+    until: datetime
+    accounts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """One line of the login audit; never holds a password."""
+
+    at: datetime
+    address: str
+    credential: str  # "" the account's password, else the app password's name
+    source: str
+    protocol: str  # "imap", "pop3", "smtp", "web"
+    result: str  # "ok" or "failed"
+    reason: str

@@ -9,6 +9,8 @@ every refusal is an InvalidRequest whose message is one sentence.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import time
 from collections.abc import Sequence
 from datetime import date
 
@@ -22,22 +24,33 @@ from postfach.address import (
     normalize_domain,
 )
 from postfach import dkim_keys
-from postfach.auth.passwords import Passwords
+from postfach.auth.quarantine import source_of
+from postfach.auth.passwords import (
+    Passwords,
+    WeakPassword,
+    check_strength,
+    generate_app_password,
+    parse_app_password,
+)
 from postfach.model import (
     MAX_FORWARD_TARGETS,
     MIN_QUOTA_BYTES,
     Account,
     Alias,
+    AppPassword,
     DkimKey,
     Domain,
     Forwarding,
+    LoginAttempt,
+    Quarantine,
+    SourceBan,
     Vacation,
 )
 from postfach.sizes import SizeError, format_size, parse_size
 from postfach.store.base import Store, StoreError
 
 DEFAULT_QUOTA_BYTES = 1 << 30
-MIN_PASSWORD_LENGTH = 10
+MAX_APP_PASSWORD_NAME = 64
 MAX_VACATION_SUBJECT = 200
 
 
@@ -70,10 +83,17 @@ def quota_from_text(text: str) -> int:
 
 
 def check_new_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidRequest(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
-    if password != password.strip() or "\n" in password:
-        raise InvalidRequest("the password must not start or end with white space")
+    try:
+        check_strength(password)
+    except WeakPassword as error:
+        raise InvalidRequest(str(error)) from None
+
+
+def _app_password_name(text: str) -> str:
+    name = text.strip()
+    if not 1 <= len(name) <= MAX_APP_PASSWORD_NAME or not name.isprintable():
+        raise InvalidRequest(f"an app password's name is 1 to {MAX_APP_PASSWORD_NAME} printable characters")
+    return name
 
 
 class Provisioning:
@@ -147,6 +167,53 @@ class Provisioning:
 
     async def set_enabled(self, address: str, enabled: bool) -> None:
         await self._run(self.store.set_enabled(_address(address), enabled))
+
+    # App passwords: one per device or protocol, each revocable (issue 6 point 3).
+
+    async def add_app_password(self, address: str, name: str) -> tuple[AppPassword, str]:
+        """A new generated app password; the text is shown once and never stored."""
+        account = await self.get_mailbox(address)
+        name = _app_password_name(name)
+        for _ in range(5):  # the first group must differ from the account's others
+            password = generate_app_password()
+            text = parse_app_password(password)
+            assert text is not None
+            if await self.store.find_app_password(account.id, text.lookup) is None:
+                break
+        password_hash = await asyncio.to_thread(self._passwords.hash, text.secret)
+        app = await self._run(self.store.add_app_password(account.address, name, text.lookup, password_hash))
+        return app, password
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        return await self._run(self.store.list_app_passwords(_address(address)))
+
+    async def revoke_app_password(self, address: str, name: str) -> None:
+        await self._run(self.store.remove_app_password(_address(address), name.strip()))
+
+    # Login security: quarantines, banned addresses, the audit.
+
+    async def list_quarantines(self) -> tuple[list[Quarantine], list[SourceBan]]:
+        now = time.time()
+        return await self.store.list_quarantines(now), await self.store.list_bans(now)
+
+    async def release(self, target: str) -> str:
+        """End the quarantines of a mailbox, or the ban of a source address; says what it did."""
+        try:
+            source = source_of(str(ipaddress.ip_address(target.strip().strip("[]"))))
+        except ValueError:
+            normalized = _address(target)
+            count = await self.store.release_quarantines(normalized, time.time())
+            if count == 0:
+                raise InvalidRequest(f"{display_address(normalized)} is not in quarantine")
+            return f"released {display_address(normalized)} from {count} quarantine(s)"
+        if not await self.store.release_ban(source, time.time()):
+            raise InvalidRequest(f"the address {source} is not banned")
+        return f"lifted the ban of {source}"
+
+    async def login_attempts(self, address: str | None, limit: int) -> list[LoginAttempt]:
+        if limit < 1:
+            raise InvalidRequest("the limit must be at least 1")
+        return await self.store.list_login_attempts(_address(address) if address else None, limit)
 
     # Aliases.
 

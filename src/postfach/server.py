@@ -15,6 +15,7 @@ import sys
 from postfach import tls
 from postfach.auth.authenticator import Authenticator
 from postfach.auth.passwords import Passwords
+from postfach.auth.quarantine import LoginPolicy, load_login_secret
 from postfach.config import Config, ListenAddress
 from postfach.delivery.checks import MessageChecks
 from postfach.delivery.pipeline import DeliveryPipeline
@@ -86,8 +87,13 @@ class Server:
         config = self.config
         cert, key = await asyncio.to_thread(tls.ensure_certificate, config)
         self.store = await SqliteStore.open(config.db_path, config.blob_dir)
-        passwords = Passwords()
-        self.authenticator = Authenticator(self.store, passwords)
+        passwords = Passwords.configured(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
+        self.authenticator = Authenticator(
+            self.store,
+            passwords,
+            LoginPolicy.from_config(config),
+            await asyncio.to_thread(load_login_secret, config.data_dir),
+        )
         self.pop3 = Pop3Server(
             self.store,
             self.authenticator,

@@ -71,7 +71,7 @@ async def login(config_file: Path, user: str, password: str) -> Account | AuthFa
     config = load_config(config_file, environ={})
     store = await SqliteStore.open(config.db_path, config.blob_dir)
     try:
-        return await Authenticator(store, Passwords()).authenticate(user, password)
+        return await Authenticator(store, Passwords()).authenticate(user, password, source="127.0.0.1", protocol="imap")
     finally:
         await store.close()
 

@@ -117,9 +117,9 @@ async def test_cli_changes_reach_the_running_server_at_once(tmp_path):
         await _postfach("domain", "add", "example.com", "--config", str(config_file))
         await _postfach("mailbox", "add", "new@example.com", "--password-stdin", "--config", str(config_file),
                         stdin=PASSWORD)
-        assert isinstance(await server.authenticator.authenticate("new@example.com", PASSWORD), Account)
+        assert isinstance(await server.authenticator.authenticate("new@example.com", PASSWORD, source="127.0.0.1", protocol="imap"), Account)
         await _postfach("mailbox", "remove", "new@example.com", "--config", str(config_file))
-        assert await server.authenticator.authenticate("new@example.com", PASSWORD) == AuthFailure(
+        assert await server.authenticator.authenticate("new@example.com", PASSWORD, source="127.0.0.1", protocol="imap") == AuthFailure(
             FailureReason.UNKNOWN_USER
         )
 

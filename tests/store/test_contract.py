@@ -448,7 +448,8 @@ async def test_rename_inbox_moves_its_messages_and_leaves_it_empty(store, accoun
 
 
 async def test_a_queued_message_keeps_its_file_until_no_recipient_is_pending(store, inbox):
-    staged = await store.store_blob(make_message(100))
+    data = make_message(100)
+    staged = await store.store_blob(data)
     entry = await store.enqueue("alice@example.com", ["x@remote.example", "y@remote.example"], staged, 1000)
     assert entry.pending == ("x@remote.example", "y@remote.example") and entry.attempts == 0
     assert entry.blob == staged.ref and entry.next_attempt.timestamp() == 1000
@@ -462,7 +463,7 @@ async def test_a_queued_message_keeps_its_file_until_no_recipient_is_pending(sto
     assert after.next_attempt.timestamp() == 2000
     await store.collect_garbage()
     assert blob_files(store) == [staged.ref.sha256]  # still queued: the file stays
-    assert await store.read_blob(staged.ref.sha256) == make_message(100)
+    assert await store.read_blob(staged.ref.sha256) == data
 
     assert await store.record_attempt(entry.id, {"y@remote.example": ("failed", "550 no")}, 3000) is None
     assert await store.get_queued(entry.id) is None and await store.list_queue() == []

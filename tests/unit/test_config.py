@@ -699,3 +699,46 @@ def test_imap_limits_and_timeouts(tmp_path):
     assert (config.imap_login_timeout, config.imap_idle_timeout, config.imap_max_connections_per_account) == (5, 900, 3)
     with pytest.raises(ConfigError, match="imap.max_connections_per_address: must be 1 to 100000, got 0"):
         load_config(write_config(tmp_path, "[imap]\nmax_connections_per_address = 0\n"), {})
+
+
+def test_login_security_defaults_follow_the_documented_rule(tmp_path):
+    config = load_config(write_config(tmp_path, ""), {})
+    assert (config.auth_quarantine_failures, config.auth_quarantine_seconds, config.auth_quarantine_scope) == (
+        3, 600.0, "account"
+    )
+    assert (config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism) == (3, 65536, 4)
+    assert config.auth_ban_accounts == 10 and config.auth_throttle_max_delay >= config.auth_throttle_delay
+
+
+def test_login_security_from_the_file_and_the_environment(tmp_path):
+    path = write_config(
+        tmp_path,
+        '[auth]\nquarantine_seconds = 0.5\nquarantine_scope = "account+address"\nthrottle_delay = 0\n'
+        "argon2_memory_kib = 1024\nargon2_parallelism = 1\n",
+    )
+    config = load_config(path, {"POSTFACH_AUTH_QUARANTINE_FAILURES": "5", "POSTFACH_AUTH_BAN_SECONDS": "1.5"})
+    assert (config.auth_quarantine_seconds, config.auth_quarantine_scope, config.auth_throttle_delay) == (
+        0.5, "account+address", 0.0
+    )
+    assert (config.auth_quarantine_failures, config.auth_ban_seconds) == (5, 1.5)
+    assert (config.argon2_memory_kib, config.argon2_parallelism) == (1024, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[auth]\nquarantine_scope = "address"\n',
+         'auth.quarantine_scope: "address" is not a quarantine scope (known: "account", "account+address")'),
+        ("[auth]\nquarantine_seconds = 0\n",
+         "auth.quarantine_seconds: must be more than 0 and at most a year of seconds, got 0"),
+        ('[auth]\nquarantine_seconds = "10m"\n', 'auth.quarantine_seconds: expected a number, got a string "10m"'),
+        ("[auth]\nquarantine_failures = 0\n", "auth.quarantine_failures: must be 1 to 1000, got 0"),
+        ("[auth]\nargon2_memory_kib = 16\nargon2_parallelism = 4\n",
+         "auth.argon2_memory_kib: argon2 needs at least 8 KiB per lane: 4 lanes need 32"),
+        ("[auth]\nthrottle_delay = 5\nthrottle_max_delay = 1\n",
+         "auth.throttle_max_delay: the longest delay (1.0 s) is shorter than the first (5.0 s)"),
+    ],
+)
+def test_login_security_mistakes(tmp_path, text, problem):
+    path = write_config(tmp_path, text)
+    assert problems_of(path) == [f"{path}: {problem}"]

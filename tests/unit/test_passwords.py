@@ -33,14 +33,18 @@ async def test_login_rules_and_rehash_when_parameters_change(tmp_path):
         await store.add_account("alice@example.com", weak.hash("a good long password"), 10 << 20)
         strong = Passwords(PasswordHasher(time_cost=2, memory_cost=16, parallelism=1))
         authenticator = Authenticator(store, strong)
-        assert isinstance(await authenticator.authenticate("ALICE@example.com", "a good long password"), Account)
+
+        def login(user, password):
+            return authenticator.authenticate(user, password, source="192.0.2.1", protocol="imap")
+
+        assert isinstance(await login("ALICE@example.com", "a good long password"), Account)
         rehashed = (await store.get_account("alice@example.com")).password_hash
         assert "m=16,t=2,p=1" in rehashed and not strong.needs_rehash(rehashed)
-        assert await authenticator.authenticate("alice@example.com", "wrong") == AuthFailure(FailureReason.WRONG_PASSWORD)
-        assert await authenticator.authenticate("nobody@example.com", "x") == AuthFailure(FailureReason.UNKNOWN_USER)
-        assert await authenticator.authenticate("no address", "x") == AuthFailure(FailureReason.MALFORMED_USER)
+        assert await login("alice@example.com", "wrong") == AuthFailure(FailureReason.WRONG_PASSWORD)
+        assert await login("nobody@example.com", "x") == AuthFailure(FailureReason.UNKNOWN_USER)
+        assert await login("no address", "x") == AuthFailure(FailureReason.MALFORMED_USER)
         await store.set_enabled("alice@example.com", False)
-        assert await authenticator.authenticate("alice@example.com", "a good long password") == AuthFailure(
+        assert await login("alice@example.com", "a good long password") == AuthFailure(
             FailureReason.DISABLED
         )
     finally:

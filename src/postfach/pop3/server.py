@@ -60,6 +60,7 @@ class Pop3Server:
             stls_offered=stls_offered,
             plaintext_allowed=self._allow_plaintext_on_loopback and _is_loopback(connection),
             connection_id=connection.id,
+            source=connection.peer,
         )
         parser = Parser()
         try:

@@ -81,6 +81,7 @@ class Session:
         plaintext_allowed: bool = False,
         connection_id: int = 0,
         chunk_size: int = CHUNK_SIZE,
+        source: str = "",
     ) -> None:
         self._store = store
         self._authenticator = authenticator
@@ -89,6 +90,7 @@ class Session:
         self._stls_offered = stls_offered and not tls_active
         self._plaintext_allowed = plaintext_allowed
         self._id = connection_id
+        self._source = source  # the peer's address, for the quarantine and the audit
         self._chunk_size = chunk_size
         self.state = State.AUTHORIZATION
         self._user: str | None = None  # given by USER, waiting for PASS
@@ -203,12 +205,13 @@ class Session:
 
     async def _login(self, user: str, password: str) -> Reply:
         try:
-            result = await self._authenticator.authenticate(user, password)
+            result = await self._authenticator.authenticate(user, password, source=self._source, protocol="pop3")
         except Exception:
             log.exception("[%d] POP3 login could not be checked", self._id)
             return err("cannot check logins just now; try again later", SYS_TEMP)
         if isinstance(result, AuthFailure):
-            log.info("[%d] POP3 login failed for %r: %s", self._id, user, result.reason.value)
+            # The client hears the same for every reason (quarantine too); the log says which.
+            log.info("[%d] POP3 login failed for %r from %s: %s", self._id, user, self._source, result)
             return err("wrong user name or password", AUTH)
         if not await self._locks.acquire(result.id):
             return err("the maildrop is in use by another session", IN_USE)

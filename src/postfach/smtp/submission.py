@@ -28,7 +28,7 @@ from postfach.delivery.pipeline import DeliveryPipeline
 from postfach.delivery.recipients import NotLocal
 from postfach.model import Account
 from postfach.smtp import replies
-from postfach.smtp.handler import DeliveringHandler
+from postfach.smtp.handler import DeliveringHandler, peer_address
 from postfach.smtp.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ class SubmissionHandler(DeliveringHandler):
 
     async def _login(self, server: Any, login: bytes, password: bytes) -> AuthResult:
         try:
-            outcome = await self._authenticator.authenticate(login.decode(), password.decode())
+            outcome = await self._authenticator.authenticate(
+                login.decode(), password.decode(), source=peer_address(server.session), protocol="smtp"
+            )
         except UnicodeDecodeError:
             outcome = None
         if not isinstance(outcome, Account):

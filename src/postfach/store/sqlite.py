@@ -53,6 +53,7 @@ from postfach.store.sqlite_accounts import AccountTables
 from postfach.store.sqlite_folders import FolderTables
 from postfach.store.sqlite_transfers import TransferTables
 from postfach.store.sqlite_queue import QueueTables
+from postfach.store.sqlite_security import SecurityTables
 from postfach.store.sqlite_engine import FileLanes, Readers, Tx, Writer, connect, migrate
 from postfach.store.sqlite_rows import (
     FOLDER_COLUMNS,
@@ -72,7 +73,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOB_GRACE_SECONDS = 600
 
 
-class SqliteStore(AccountTables, FolderTables, QueueTables, TransferTables):
+class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, TransferTables):
     def __init__(
         self,
         db_path: Path,

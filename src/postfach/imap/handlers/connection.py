@@ -57,9 +57,10 @@ async def starttls(session: ImapSession, command: c.Command) -> Done:
 
 
 async def _log_in(session: ImapSession, user: str, password: str) -> Done:
-    result = await session.services.authenticator.authenticate(user, password)
+    result = await session.services.authenticator.authenticate(user, password, source=session.peer, protocol="imap")
     if isinstance(result, AuthFailure):
-        log.info("[%d] login failed for %r from %s: %s", session.connection_id, user, session.peer, result.reason.value)
+        # The client hears the same for every reason (quarantine too); the log says which.
+        log.info("[%d] login failed for %r from %s: %s", session.connection_id, user, session.peer, result)
         raise No("authentication failed", "AUTHENTICATIONFAILED")
     if not session.services.limits.log_in(result.id):
         log.info("[%d] %s has too many IMAP connections", session.connection_id, result.address)
