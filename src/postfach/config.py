@@ -23,8 +23,8 @@ Invariants of a `Config` that `load_config` returns:
 Every mistake is reported, not only the first: `ConfigError.problems` holds one
 sentence per mistake, each naming where it is (file and key, or variable).
 
-To add a setting: add a row to `SETTINGS` (dotted key, TOML type, parser),
-a field to `Config`, and a line in `_build`. A new table exists as soon as a
+To add a setting: add a row to `SETTINGS` (dotted key, TOML type, parser from
+config_values.py), a field to `Config`, and a line in `_build`. A new table exists as soon as a
 row's key names it (e.g. "limits.max_message_bytes").
 """
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
-import re
 import socket
 import ssl
 import tempfile
@@ -44,7 +43,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import idna
+from postfach.config_values import (
+    SQLITE_FILE_NAME,
+    Invalid,
+    ListenAddress,
+    describe,
+    int_range,
+    normalise_dns_name,
+    parse_bool,
+    parse_connection_limit,
+    parse_delay,
+    parse_duration,
+    parse_durations,
+    parse_hostname,
+    parse_listen,
+    parse_message_size,
+    parse_nameservers,
+    parse_path,
+    parse_port,
+    parse_positive_seconds,
+    parse_quarantine_scope,
+    parse_recipient_limit,
+    parse_routes,
+    parse_seconds,
+    parse_store_url,
+)
 
 ENV_PREFIX = "POSTFACH_"
 CONFIG_ENV = "POSTFACH_CONFIG"
@@ -66,7 +89,6 @@ DEFAULT_PORTS = {
 }
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_DATA_DIR = "data"
-SQLITE_FILE_NAME = "postfach.sqlite3"
 
 
 class ConfigError(Exception):
@@ -75,17 +97,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
-
-
-@dataclass(frozen=True)
-class ListenAddress:
-    host: str  # an IPv6 address is held without brackets
-    port: int
-
-    def __str__(self) -> str:
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -148,10 +159,6 @@ class Config:
 # --- the schema -------------------------------------------------------------
 
 
-class Invalid(ValueError):
-    """A value is wrong; the message is the rest of a sentence after "where: "."""
-
-
 @dataclass(frozen=True)
 class Setting:
     key: str  # dotted key in the file: "hostname", "listen.imap", "tls.cert"
@@ -168,272 +175,47 @@ class Setting:
         return self.key.split(".", 1)[0] if "." in self.key else None
 
 
-def _parse_path(value: str, base: Path) -> Path:
-    if not value:
-        raise Invalid("must not be empty")
-    return Path(os.path.normpath(base / Path(value).expanduser()))
-
-
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def _dns_name_problem(name: str) -> str | None:
-    """Why `name` (ASCII, lower case, no trailing dot) is not a DNS host name, or None."""
-    if len(name) > 253:
-        return "longer than 253 characters"
-    labels = name.split(".")
-    for label in labels:
-        if not label:
-            return "empty label"
-        if len(label) > 63:
-            return f'label "{label[:20]}..." is longer than 63 characters'
-        if not _LABEL.match(label):
-            if label.startswith("-") or label.endswith("-"):
-                return f'label "{label}" starts or ends with a hyphen'
-            return f'label "{label}" has characters other than letters, digits and hyphens'
-    if labels[-1].isdigit():
-        return "the last label is all digits"
-    return None
-
-
-def _normalise_dns_name(value: str) -> str:
-    """Lower case, no trailing dot, IDN as punycode; raises Invalid for a bad name."""
-    if not value:
-        raise Invalid("must not be empty")
-    name = value[:-1] if value.endswith(".") else value
-    if not name.isascii():
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-        except idna.IDNAError as exc:
-            raise Invalid(f'"{value}" is not a valid DNS name ({exc})') from None
-    name = name.lower()
-    problem = _dns_name_problem(name)
-    if problem:
-        raise Invalid(f'"{value}" is not a valid DNS name ({problem})')
-    return name
-
-
-def _parse_hostname(value: str, base: Path) -> str:
-    return _normalise_dns_name(value)
-
-
-def _parse_listen(value: str, base: Path) -> ListenAddress:
-    def bad(reason: str) -> Invalid:
-        return Invalid(f'"{value}" is not a valid host:port ({reason})')
-
-    if value.startswith("["):
-        close = value.find("]")
-        if close < 0:
-            raise bad("missing closing bracket")
-        host, rest = value[1:close], value[close + 1 :]
-        if not rest.startswith(":"):
-            raise bad("port missing" if not rest else "expected ':' after the closing bracket")
-        port_text = rest[1:]
-        try:
-            host = ipaddress.IPv6Address(host).compressed
-        except ValueError:
-            raise bad(f'"{host}" in brackets is not an IPv6 address') from None
-    else:
-        if ":" not in value:
-            raise bad("port missing")
-        host, port_text = value.rsplit(":", 1)
-        if ":" in host:
-            raise bad("IPv6 addresses must be in brackets, e.g. [::1]:143")
-        if not host:
-            raise bad("host missing")
-        if re.fullmatch(r"[0-9.]+", host):
-            try:
-                host = str(ipaddress.IPv4Address(host))
-            except ValueError:
-                raise bad(f'"{host}" is not an IPv4 address') from None
-        else:
-            try:
-                host = _normalise_dns_name(host)
-            except Invalid:
-                raise bad(f'"{host}" is not an IP address or DNS name') from None
-    if not port_text:
-        raise bad("port missing")
-    if not port_text.isascii() or not port_text.isdigit():
-        raise bad("port must be a number")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise bad("port must be 0 to 65535")
-    return ListenAddress(host, port)
-
-
-def _parse_bool(value: bool, base: Path) -> bool:
-    return value
-
-
-def _parse_seconds(value: int, base: Path) -> int:
-    if value < 1:
-        raise Invalid(f"must be at least 1 second, got {value}")
-    return value
-
-
-def _parse_connection_limit(value: int, base: Path) -> int:
-    if not 1 <= value <= 100_000:
-        raise Invalid(f"must be 1 to 100000, got {value}")
-    return value
-
-
-def _parse_positive_seconds(value: float, base: Path) -> float:
-    if not 0 < value <= 366 * 86400:
-        raise Invalid(f"must be more than 0 and at most a year of seconds, got {value}")
-    return float(value)
-
-
-def _parse_delay(value: float, base: Path) -> float:
-    if not 0 <= value <= 600:
-        raise Invalid(f"must be 0 to 600 seconds, got {value}")
-    return float(value)
-
-
-def _int_range(low: int, high: int) -> Callable[[int, Path], int]:
-    def parse(value: int, base: Path) -> int:
-        if not low <= value <= high:
-            raise Invalid(f"must be {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
-QUARANTINE_SCOPES = ("account", "account+address")
-
-
-def _parse_quarantine_scope(value: str, base: Path) -> str:
-    if value not in QUARANTINE_SCOPES:
-        raise Invalid(f'"{value}" is not a quarantine scope (known: "account", "account+address")')
-    return value
-
-
-def _parse_message_size(value: int, base: Path) -> int:
-    if not 1024 <= value <= 1 << 30:
-        raise Invalid(f"must be 1024 to {1 << 30} bytes, got {value}")
-    return value
-
-
-def _parse_recipient_limit(value: int, base: Path) -> int:
-    if not 1 <= value <= 10000:
-        raise Invalid(f"must be 1 to 10000, got {value}")
-    return value
-
-
-_DURATION = re.compile(r"(\d{1,9})([smhd]?)")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _parse_duration(value: str, base: Path) -> int:
-    """ "90s", "5m", "2h", "5d" (a bare number is seconds) -> seconds, at least 1."""
-    match = _DURATION.fullmatch(value.strip())
-    if match is None or int(match[1]) < 1:
-        raise Invalid(f'"{value}" is not a duration (e.g. "30s", "5m", "2h", "5d")')
-    return int(match[1]) * _DURATION_UNITS[match[2]]
-
-
-def _parse_durations(value: list[str], base: Path) -> tuple[int, ...]:
-    if not value:
-        raise Invalid("must name at least one duration")
-    return tuple(_parse_duration(item, base) for item in value)
-
-
-def _parse_nameservers(value: list[str], base: Path) -> tuple[ListenAddress, ...]:
-    servers = []
-    for item in value:
-        address = _parse_listen(item if ":" in item.strip("[]") or item.startswith("[") else f"{item}:53", base)
-        try:
-            ipaddress.ip_address(address.host)
-        except ValueError:
-            raise Invalid(f'"{item}" must be an IP address (a name would need a resolver to find it)') from None
-        servers.append(address)
-    return tuple(servers)
-
-
-def _parse_port(value: int, base: Path) -> int:
-    if not 1 <= value <= 65535:
-        raise Invalid(f"must be 1 to 65535, got {value}")
-    return value
-
-
-def _parse_routes(value: dict, base: Path) -> types.MappingProxyType:
-    """[routes] "domain" = "host:port"."""
-    pairs = list(value.items())
-    routes = {}
-    for domain, target in pairs:
-        if not isinstance(target, str):
-            raise Invalid(f'the route for "{domain}" must be a string like "host:port", got {_describe(target)}')
-        try:
-            routes[_normalise_dns_name(domain.strip())] = _parse_listen(target.strip(), base)
-        except Invalid as exc:
-            raise Invalid(f'route for "{domain}": {exc}') from None
-    return types.MappingProxyType(routes)
-
-
-def _parse_store_url(value: str, base: Path) -> str:
-    scheme, colon, rest = value.partition(":")
-    if not colon or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
-        example = f"sqlite:///var/lib/postfach/{SQLITE_FILE_NAME}"
-        raise Invalid(f'"{value}" is not a store URL (expected e.g. {example})')
-    scheme = scheme.lower()
-    if scheme.split("+")[0] in ("postgresql", "postgres"):
-        # The URL may hold a password: never echo it.
-        raise Invalid("postgresql: store URLs are not supported yet")
-    if scheme != "sqlite":
-        raise Invalid(f'unknown store URL scheme "{scheme}" (supported: sqlite)')
-    if rest.startswith("//"):
-        # sqlite:///abs/path: the authority (between // and /) must be empty.
-        authority, slash, path = rest[2:].partition("/")
-        if authority or not slash:
-            raise Invalid(f'"{value}" names a host; use sqlite:///absolute/path or sqlite:relative/path')
-        path = "/" + path
-    else:
-        path = rest
-    if path in ("", "/"):
-        raise Invalid(f'"{value}" names no database file')
-    return "sqlite://" + str(_parse_path(path, base))
-
-
 SETTINGS: dict[str, Setting] = {
     setting.key: setting
     for setting in [
-        Setting("data_dir", str, _parse_path),
-        Setting("hostname", str, _parse_hostname),
-        *(Setting(f"listen.{name}", str, _parse_listen, optional=True) for name in LISTENER_NAMES),
-        Setting("tls.cert", str, _parse_path, optional=True),
-        Setting("tls.key", str, _parse_path, optional=True),
-        Setting("store.url", str, _parse_store_url),
-        Setting("auth.allow_plaintext_on_loopback", bool, _parse_bool),
-        Setting("auth.quarantine_failures", int, _int_range(1, 1000)),
-        Setting("auth.quarantine_seconds", float, _parse_positive_seconds),
-        Setting("auth.quarantine_scope", str, _parse_quarantine_scope),
-        Setting("auth.throttle_delay", float, _parse_delay),
-        Setting("auth.throttle_max_delay", float, _parse_delay),
-        Setting("auth.throttle_window", float, _parse_positive_seconds),
-        Setting("auth.ban_accounts", int, _int_range(2, 100_000)),
-        Setting("auth.ban_seconds", float, _parse_positive_seconds),
-        Setting("auth.argon2_time_cost", int, _int_range(1, 100)),
-        Setting("auth.argon2_memory_kib", int, _int_range(8, 4 << 20)),
-        Setting("auth.argon2_parallelism", int, _int_range(1, 255)),
-        Setting("pop3.idle_timeout", int, _parse_seconds),
-        Setting("pop3.exclusive_lock", bool, _parse_bool),
-        Setting("imap.login_timeout", int, _parse_seconds),
-        Setting("imap.idle_timeout", int, _parse_seconds),
-        Setting("imap.max_connections_per_address", int, _parse_connection_limit),
-        Setting("imap.max_connections_per_account", int, _parse_connection_limit),
-        Setting("smtp.max_message_size", int, _parse_message_size),
-        Setting("smtp.max_recipients", int, _parse_recipient_limit),
-        Setting("smtp.smarthost", str, _parse_listen, optional=True),
-        Setting("smtp.outbound_port", int, _parse_port),
-        Setting("smtp.dmarc_reject", bool, _parse_bool),
-        Setting("queue.max_age", str, _parse_duration),
-        Setting("queue.retry_delays", list, _parse_durations),
-        Setting("dns.nameservers", list, _parse_nameservers),
-        Setting("dns.timeout", int, _parse_seconds),
+        Setting("data_dir", str, parse_path),
+        Setting("hostname", str, parse_hostname),
+        *(Setting(f"listen.{name}", str, parse_listen, optional=True) for name in LISTENER_NAMES),
+        Setting("tls.cert", str, parse_path, optional=True),
+        Setting("tls.key", str, parse_path, optional=True),
+        Setting("store.url", str, parse_store_url),
+        Setting("auth.allow_plaintext_on_loopback", bool, parse_bool),
+        Setting("auth.quarantine_failures", int, int_range(1, 1000)),
+        Setting("auth.quarantine_seconds", float, parse_positive_seconds),
+        Setting("auth.quarantine_scope", str, parse_quarantine_scope),
+        Setting("auth.throttle_delay", float, parse_delay),
+        Setting("auth.throttle_max_delay", float, parse_delay),
+        Setting("auth.throttle_window", float, parse_positive_seconds),
+        Setting("auth.ban_accounts", int, int_range(2, 100_000)),
+        Setting("auth.ban_seconds", float, parse_positive_seconds),
+        Setting("auth.argon2_time_cost", int, int_range(1, 100)),
+        Setting("auth.argon2_memory_kib", int, int_range(8, 4 << 20)),
+        Setting("auth.argon2_parallelism", int, int_range(1, 255)),
+        Setting("pop3.idle_timeout", int, parse_seconds),
+        Setting("pop3.exclusive_lock", bool, parse_bool),
+        Setting("imap.login_timeout", int, parse_seconds),
+        Setting("imap.idle_timeout", int, parse_seconds),
+        Setting("imap.max_connections_per_address", int, parse_connection_limit),
+        Setting("imap.max_connections_per_account", int, parse_connection_limit),
+        Setting("smtp.max_message_size", int, parse_message_size),
+        Setting("smtp.max_recipients", int, parse_recipient_limit),
+        Setting("smtp.smarthost", str, parse_listen, optional=True),
+        Setting("smtp.outbound_port", int, parse_port),
+        Setting("smtp.dmarc_reject", bool, parse_bool),
+        Setting("queue.max_age", str, parse_duration),
+        Setting("queue.retry_delays", list, parse_durations),
+        Setting("dns.nameservers", list, parse_nameservers),
+        Setting("dns.timeout", int, parse_seconds),
     ]
 }
 # [routes] is a table whose keys are the operator's domains, so it is no row of SETTINGS (and
 # has no environment variable): it is read whole and parsed as one value.
-ROUTES = Setting("routes", dict, _parse_routes)
+ROUTES = Setting("routes", dict, parse_routes)
 TABLES = sorted({s.table for s in SETTINGS.values() if s.table} | {ROUTES.key})
 
 _TOML_TYPE_NAMES = {
@@ -459,22 +241,6 @@ def find_config_file(cli_path: str | None, environ: Mapping[str, str]) -> Path |
     if environ.get(CONFIG_ENV):
         return Path(environ[CONFIG_ENV])
     return None
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"a boolean {'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"an integer {value}"
-    if isinstance(value, float):
-        return f"a float {value}"
-    if isinstance(value, str):
-        return f'a string "{value}"'
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return f"a {type(value).__name__}"
 
 
 def _has_kind(value: Any, kind: type) -> bool:
@@ -522,7 +288,7 @@ def _collect_file(document: dict[str, Any], path: Path, raw: dict[str, _Raw], pr
             _take(ROUTES, value, path, base, raw, problems)
         elif name in TABLES:
             if not isinstance(value, dict):
-                problems.append(f"{path}: {name}: expected a table, got {_describe(value)}")
+                problems.append(f"{path}: {name}: expected a table, got {describe(value)}")
                 continue
             known = [s.key.split(".", 1)[1] for s in SETTINGS.values() if s.table == name]
             for key, item in value.items():
@@ -544,7 +310,7 @@ def _take(setting: Setting, value: Any, path: Path, base: Path, raw: dict[str, _
     origin = f"{path}: {setting.key}"
     if not _has_kind(value, setting.kind):
         example = _EXAMPLES.get(setting.table or "", "")
-        problems.append(f"{origin}: expected {_TOML_TYPE_NAMES[setting.kind]}{example}, got {_describe(value)}")
+        problems.append(f"{origin}: expected {_TOML_TYPE_NAMES[setting.kind]}{example}, got {describe(value)}")
         return
     raw[setting.key] = _Raw(value, origin, base)
 
@@ -603,7 +369,7 @@ def _default_hostname() -> str:
     # getfqdn() can give a name that is not a DNS name (a container id with
     # underscores, say); a server must always have some valid name.
     try:
-        return _normalise_dns_name(socket.getfqdn())
+        return normalise_dns_name(socket.getfqdn())
     except Invalid:
         return "localhost"
 
