@@ -24,7 +24,7 @@ from postfach.dns import DnsResolver
 from postfach.imap.limits import ConnectionLimits
 from postfach.imap.server import ImapServer, ImapTimeouts
 from postfach.imap.session import ImapServices, ImapSettings
-from postfach.net import Connection, Handler, Listener
+from postfach.net import Handler, Listener
 from postfach.pop3.server import Pop3Server
 from postfach.queue.routes import Routes
 from postfach.queue.worker import OutboundQueue
@@ -37,29 +37,6 @@ log = logging.getLogger(__name__)
 
 # Listeners whose clients expect TLS from the first byte.
 IMPLICIT_TLS = frozenset({"imaps", "pop3s", "submissions"})
-
-# What a door whose protocol is not built yet answers: the protocol's own
-# "service not available", so a client reports it instead of hanging.
-_UNAVAILABLE = {
-    "imap": b"* BYE [UNAVAILABLE] IMAP is not available on this server yet\r\n",
-}
-_PROTOCOL = {
-    "imap": "imap",
-    "imaps": "imap",
-    "pop3": "pop3",
-    "pop3s": "pop3",
-    "smtp": "smtp",
-    "submission": "smtp",
-    "submissions": "smtp",
-}
-
-
-def _unavailable(greeting: bytes) -> Handler:
-    async def handle(connection: Connection) -> None:
-        connection.writer.write(greeting)
-        await connection.writer.drain()
-
-    return handle
 
 
 class Server:
@@ -150,8 +127,7 @@ class Server:
                     self.listeners[name] = smtp
                     continue
                 implicit: ssl.SSLContext | None = tls.server_context(cert, key) if name in IMPLICIT_TLS else None
-                handler = handlers.get(name) or _unavailable(_UNAVAILABLE[_PROTOCOL[name]])
-                listener = Listener(name, address, handler, implicit)
+                listener = Listener(name, address, handlers[name], implicit)
                 await listener.start()
                 self.listeners[name] = listener
         except BaseException:
