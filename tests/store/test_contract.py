@@ -506,3 +506,14 @@ async def test_quota_warning_level_is_compare_and_set(store, account):
     assert await store.get_quota_warning(account.id) == 80
     assert await store.set_quota_warning(account.id, 0)
     assert await store.get_quota_warning(account.id) == 0
+
+
+async def test_parses_and_byte_ranges_of_many_messages_at_once(store, inbox):
+    first = await append(store, inbox)
+    second = await store.append(inbox.id, make_message(5000))
+    parses = await store.get_parsed_many([first.blob.sha256, second.blob.sha256, "ff" * 32])
+    assert set(parses) == {first.blob.sha256, second.blob.sha256}
+    assert parses[first.blob.sha256] == await store.get_parsed(first.blob.sha256)
+    data = await store.read_blob(second.blob.sha256)
+    ranges = [(second.blob.sha256, 0, 10), (first.blob.sha256, 5, 5), (second.blob.sha256, 4990, 6000)]
+    assert await store.read_blob_ranges(ranges) == [data[:10], b"", data[4990:6000]]

@@ -83,19 +83,25 @@ class MessageFacts:
 async def load_headers(session: ImapSession, rows: dict[int, MessageMeta]) -> tuple[
     dict[int, list[tuple[str, str]]], dict[int, ParsedMessage]
 ]:
-    """Each message's header fields and parse, read by the offsets cached at delivery."""
+    """Each message's header fields and parse, read by the offsets cached at delivery.
+
+    Two trips to the store for the whole folder (parses, then header blocks), not two
+    per message: a SEARCH FROM over a large folder must not queue behind other sessions.
+    """
     store = session.store
+    shas = {row.blob.sha256 for row in rows.values()}
+    parses = {sha: ParsedMessage.from_json(text) for sha, text in (await store.get_parsed_many(shas)).items()}
+    order = sorted(parses)
+    blocks = await store.read_blob_ranges(
+        [(sha, parses[sha].structure.header_start, parses[sha].structure.header_end) for sha in order]
+    )
+    fields = {sha: header_fields(block) for sha, block in zip(order, blocks)}
     headers: dict[int, list[tuple[str, str]]] = {}
     parsed: dict[int, ParsedMessage] = {}
-    by_sha: dict[str, tuple[list[tuple[str, str]], ParsedMessage]] = {}
     for uid, row in rows.items():
         sha = row.blob.sha256
-        if sha not in by_sha:
-            message = ParsedMessage.from_json(await store.get_parsed(sha))
-            root = message.structure
-            block = await store.read_blob_range(sha, root.header_start, root.header_end)
-            by_sha[sha] = (header_fields(block), message)
-        headers[uid], parsed[uid] = by_sha[sha]
+        if sha in parses:  # gone meanwhile: matches no header key
+            headers[uid], parsed[uid] = fields[sha], parses[sha]
     return headers, parsed
 
 

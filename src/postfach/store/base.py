@@ -221,8 +221,14 @@ class Store(Protocol):
     async def read_blob_range(self, sha256: str, start: int, end: int) -> bytes:
         """Bytes start..end of a message file; fewer at its end."""
 
+    async def read_blob_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """Several (sha256, start, end) ranges at once, in order."""
+
     async def get_parsed(self, sha256: str) -> str:
         """The message's parse cached at delivery (JSON of postfach.mime.ParsedMessage)."""
+
+    async def get_parsed_many(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """Cached parses of many messages; a message no longer stored is left out."""
 
     async def collect_garbage(self) -> int:
         """Remove message files no row refers to; returns how many went."""

@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -494,10 +494,17 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
 
     async def read_blob_range(self, sha256: str, start: int, end: int) -> bytes:
         """Bytes start..end of a message file (a chunk of a large message, a partial FETCH)."""
+        return (await self.read_blob_ranges([(sha256, start, end)]))[0]
 
-        def read() -> bytes:
-            with self.blobs.open(sha256) as stored:
-                return os.pread(stored.fileno(), max(0, end - start), start)
+    async def read_blob_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """Several (sha256, start, end) ranges in one trip to a reader thread (SEARCH on headers)."""
+
+        def read() -> list[bytes]:
+            found = []
+            for sha256, start, end in ranges:
+                with self.blobs.open(sha256) as stored:
+                    found.append(os.pread(stored.fileno(), max(0, end - start), start))
+            return found
 
         return await self._readers.run(lambda _: read())
 
@@ -505,12 +512,24 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         return await self._readers.run(lambda _: self.blobs.read(sha256))
 
     async def get_parsed(self, sha256: str) -> str:
-        row = await self._readers.run(
-            lambda conn: conn.execute("SELECT parsed FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
-        )
-        if row is None:
+        found = await self.get_parsed_many([sha256])
+        if sha256 not in found:
             raise NotFound("the message no longer exists")
-        return row[0]
+        return found[sha256]
+
+    async def get_parsed_many(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """The cached parses of many messages in one query; gone ones are missing from the answer."""
+        wanted = sorted(set(sha256s))
+
+        def query(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for chunk in chunked(wanted):
+                found.update(
+                    conn.execute(f"SELECT sha256, parsed FROM blobs WHERE sha256 IN ({marks(chunk)})", chunk)
+                )
+            return found
+
+        return await self._readers.run(query)
 
     # ------------------------------------------------------------------ garbage collection
 

@@ -88,6 +88,10 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
         found = await session.store.get_messages(view.folder_id, (view.uid_at(seq) for seq in seqs))
         rows = {message.uid: message for message in found}
     parsed_cache: dict[str, ParsedMessage] = {}
+    if rows and any(_needs_parse(item) for item in items):
+        # One query for every message's cached parse, not one per message.
+        found_parses = await session.store.get_parsed_many(row.blob.sha256 for row in rows.values())
+        parsed_cache.update((sha, ParsedMessage.from_json(text)) for sha, text in found_parses.items())
     missing = 0
     for seq in seqs:
         uid = view.uid_at(seq)
@@ -131,6 +135,16 @@ async def _mark_seen(session: ImapSession, view: SelectedFolder, seqs: list[int]
     for message in changed:
         view.set_flags(message.uid, message.flags, message.modseq)
     return {message.uid for message in changed}
+
+
+# FETCH items answered from the message's cached parse (the others need only the view or the row).
+_PARSE_ITEMS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+
+
+def _needs_parse(item: object) -> bool:
+    if isinstance(item, FetchItem):
+        return item.name in _PARSE_ITEMS
+    return isinstance(item, (FetchBody, FetchBinarySize, FetchPreview))
 
 
 async def _parsed(session: ImapSession, row: MessageMeta, cache: dict[str, ParsedMessage]) -> ParsedMessage:
