@@ -517,3 +517,19 @@ async def test_parses_and_byte_ranges_of_many_messages_at_once(store, inbox):
     data = await store.read_blob(second.blob.sha256)
     ranges = [(second.blob.sha256, 0, 10), (first.blob.sha256, 5, 5), (second.blob.sha256, 4990, 6000)]
     assert await store.read_blob_ranges(ranges) == [data[:10], b"", data[4990:6000]]
+
+
+async def test_text_search_finds_messages_before_and_after_they_are_indexed(store, inbox):
+    first = await store.append(inbox.id, b"Subject: Rechnung\r\n\r\nIhre Bestellung Nummer 4711\r\n")
+    # At once: the message may not be indexed yet, and must be found all the same.
+    assert await store.search_text(inbox.id, "BESTELLUNG", body_only=True) == [first.uid]
+    assert await store.search_text(inbox.id, "rechnung", body_only=False) == [first.uid]
+    assert await store.search_text(inbox.id, "rechnung", body_only=True) == []
+    for _ in range(200):  # the writer indexes when idle
+        if not await store.search_pending_count():
+            break
+        await asyncio.sleep(0.01)
+    assert await store.search_pending_count() == 0
+    assert await store.search_text(inbox.id, "nummer 47", body_only=True) == [first.uid]
+    await store.expunge(inbox.id, [first.uid])
+    assert await store.search_text(inbox.id, "nummer", body_only=True) == []

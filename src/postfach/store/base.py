@@ -80,15 +80,12 @@ class QuotaExceeded(StoreError):
 class StagedBlob:
     """Message bytes on disk, durable and parsed, that no folder holds yet (see Store.append)."""
 
-    __slots__ = ("ref", "parsed", "search_text", "staged_at")
+    __slots__ = ("ref", "parsed", "staged_at")
 
-    def __init__(self, ref: BlobRef, parsed: str, search_text: tuple[str, str] | None = None) -> None:
+    def __init__(self, ref: BlobRef, parsed: str) -> None:
         self.ref = ref
         self.parsed = parsed
-        # (head, body) for the full-text index (postfach.store.search_text), None: not indexed.
-        self.search_text = search_text
         self.staged_at = time.monotonic()
-
 
 
 class FlagMode(Enum):
@@ -209,6 +206,9 @@ class Store(Protocol):
         self, source_folder_id: int, uids: Iterable[int], target_folder_id: int
     ) -> list[tuple[int, int]]:
         """Copy and expunge in one transaction (RFC 6851 §3.3: atomic); publishes both changes."""
+
+    async def search_pending_count(self) -> int:
+        """Messages not yet in the full-text index."""
 
     async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
         """UIDs whose indexed text contains `needle`, case-insensitively: the body text

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from postfach.mime import parse_message
+from postfach.mime import ParsedMessage, parse_message
 from postfach.model import (
     INBOX,
     BlobRef,
@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 # Spare files reused or written this recently: an append may be about to name them.
 DEFAULT_BLOB_GRACE_SECONDS = 600
+INDEX_SLICE = 4  # messages the writer indexes at a time when idle
 
 
 class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, TransferTables):
@@ -87,7 +88,7 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         self.blobs = FileBlobStore(blob_dir)
         self._blob_grace = blob_grace_seconds
         self._gc_wanted = False
-        self._writer = Writer(db_path, self._publish, self.blobs.sync, self._after_batch)
+        self._writer = Writer(db_path, self._publish, self.blobs.sync, self._after_batch, self._index_pending)
         self._readers = Readers(db_path)
         self._files = FileLanes()
 
@@ -217,11 +218,9 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         """Write the message file and parse it once (blocking: an I/O thread runs it)."""
         ref = self.blobs.write(data)
         if isinstance(data, (bytes, bytearray, memoryview)):
-            parsed = parse_message(data)
-            return StagedBlob(ref, parsed.to_json(), index_texts(data, parsed))
+            return StagedBlob(ref, parse_message(data).to_json())
         with self.blobs.mapped(ref.sha256) as content:
-            parsed = parse_message(content)
-            return StagedBlob(ref, parsed.to_json(), index_texts(content, parsed))
+            return StagedBlob(ref, parse_message(content).to_json())
 
     async def append(
         self,
@@ -311,16 +310,8 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
             " ON CONFLICT (sha256) DO UPDATE SET refcount = refcount + 1",
             (blob.ref.sha256, blob.ref.size, blob.parsed),
         )
-        if blob.search_text is not None:
-            # The first reference indexes the text; the trigger on blobs drops it with the row.
-            doc = tx.execute(
-                "INSERT INTO search_docs (sha256) VALUES (?) ON CONFLICT (sha256) DO NOTHING RETURNING id",
-                (blob.ref.sha256,),
-            ).fetchone()
-            if doc is not None:
-                tx.execute(
-                    "INSERT INTO search_index (rowid, head, body) VALUES (?, ?, ?)", (doc[0], *blob.search_text)
-                )
+        # Indexed for full-text search later, when the writer is idle (_index_pending).
+        tx.execute("INSERT INTO search_pending (sha256) VALUES (?) ON CONFLICT DO NOTHING", (blob.ref.sha256,))
 
     def _release_folder_messages(self, tx: Tx, folder_id: int) -> None:
         """Drop a folder's messages: blob references and quota usage go with them."""
@@ -530,6 +521,45 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
             return found
 
         return await self._readers.run(query)
+
+    # ------------------------------------------------------------------ full-text indexing
+
+    def _index_pending(self, conn: sqlite3.Connection) -> bool:
+        """In the writer thread, when no write waits: index a few new messages; True if more wait.
+
+        A slice is a few messages (a 10 KB message costs the trigram index about 1.5 ms),
+        so an append that arrives meanwhile waits little; under steady load the index
+        lags and SEARCH reads the pending messages themselves (TransferTables.search_text).
+        """
+        rows = conn.execute(
+            "SELECT p.sha256, b.parsed FROM search_pending p JOIN blobs b ON b.sha256 = p.sha256 LIMIT ?",
+            (INDEX_SLICE,),
+        ).fetchall()
+        if not rows:
+            return False
+        texts = [(sha256, self._index_texts(sha256, parsed)) for sha256, parsed in rows]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sha256, text in texts:
+                conn.execute("DELETE FROM search_pending WHERE sha256 = ?", (sha256,))
+                doc = conn.execute(
+                    "INSERT INTO search_docs (sha256) VALUES (?) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+                    (sha256,),
+                ).fetchone()
+                if doc is not None:
+                    conn.execute("INSERT INTO search_index (rowid, head, body) VALUES (?, ?, ?)", (doc[0], *text))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows) == INDEX_SLICE
+
+    def _index_texts(self, sha256: str, parsed: str) -> tuple[str, str]:
+        try:
+            data = self.blobs.read(sha256)
+        except FileNotFoundError:
+            return "", ""
+        return index_texts(data, ParsedMessage.from_json(parsed))
 
     # ------------------------------------------------------------------ garbage collection
 

@@ -91,7 +91,7 @@ _Outcome = tuple[asyncio.Future, Any, BaseException | None]
 
 
 class Writer:
-    """The one thread that writes.
+    """The one thread that writes; `when_idle` does background work while no job waits.
 
     `after_batch` runs in it after every commit, before anyone hears of the batch.
     The callers of a batch hear of it all at once, in one wake-up of their event
@@ -104,11 +104,13 @@ class Writer:
         publish: Callable[[list[Change]], None],
         before_commit: Callable[[], None],
         after_batch: Callable[[sqlite3.Connection], None],
+        when_idle: Callable[[sqlite3.Connection], bool] = lambda conn: False,
     ) -> None:
         self._path = path
         self._publish = publish
         self._before_commit = before_commit
         self._after_batch = after_batch
+        self._when_idle = when_idle
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._thread.start()
@@ -142,8 +144,16 @@ class Writer:
     def _loop(self) -> None:
         conn = connect(self._path)
         try:
+            idle_work = True  # work left from before this process, perhaps
             while True:
-                item = self._jobs.get()
+                if idle_work:
+                    try:
+                        item = self._jobs.get_nowait()
+                    except queue.Empty:
+                        idle_work = self._run_when_idle(conn)
+                        continue
+                else:
+                    item = self._jobs.get()
                 if item is _STOP:
                     return
                 if isinstance(item, _Maintenance):
@@ -161,8 +171,19 @@ class Writer:
                         break
                     batch.append(item)
                 self._run_batch(conn, batch)
+                idle_work = True
         finally:
             conn.close()
+
+    def _run_when_idle(self, conn: sqlite3.Connection) -> bool:
+        """Background work between batches; True while some is left."""
+        try:
+            return self._when_idle(conn)
+        except Exception:
+            log.exception("store background work failed; it is tried again after the next write")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return False
 
     def _run_maintenance(self, conn: sqlite3.Connection, item: _Maintenance) -> None:
         try:

@@ -26,6 +26,8 @@ class TransferTables:
 
     def _expunge_rows(self, tx: Tx, folder_id: int, wanted: list[int]) -> list[int]: ...
 
+    def _index_texts(self, sha256: str, parsed: str) -> tuple[str, str]: ...
+
     async def copy_messages(
         self, source_folder_id: int, uids: Iterable[int], target_folder_id: int, *, enforce_quota: bool = True
     ) -> list[tuple[int, int]]:
@@ -105,18 +107,35 @@ class TransferTables:
         tx.changes.append(MessagesAdded(account_id, folder_id, tuple(new for _, new in pairs), modseq))
         return pairs
 
+    async def search_pending_count(self) -> int:
+        """Messages not yet in the full-text index (SEARCH reads them directly meanwhile)."""
+        return await self._readers.run(lambda conn: conn.execute("SELECT count(*) FROM search_pending").fetchone()[0])
+
     async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
         # GLOB on case-folded text: exact substring semantics, served by the trigram index.
-        pattern = "*" + needle.casefold().replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*"
+        folded = needle.casefold()
+        pattern = "*" + folded.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*"
         where = "s.body GLOB :p" if body_only else "(s.body GLOB :p OR s.head GLOB :p)"
 
         def query(conn: sqlite3.Connection) -> list[int]:
-            rows = conn.execute(
-                "SELECT m.uid FROM messages m JOIN search_docs d ON d.sha256 = m.blob_sha256"
-                f" WHERE m.folder_id = :folder AND d.id IN (SELECT rowid FROM search_index s WHERE {where})"
-                " ORDER BY m.uid",
-                {"folder": folder_id, "p": pattern},
+            hits = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT m.uid FROM messages m JOIN search_docs d ON d.sha256 = m.blob_sha256"
+                    f" WHERE m.folder_id = :folder AND d.id IN (SELECT rowid FROM search_index s WHERE {where})",
+                    {"folder": folder_id, "p": pattern},
+                )
+            }
+            # Messages the writer has not indexed yet are read as they are (few, unless under load).
+            pending = conn.execute(
+                "SELECT m.uid, b.sha256, b.parsed FROM messages m JOIN search_pending p ON p.sha256 = m.blob_sha256"
+                " JOIN blobs b ON b.sha256 = m.blob_sha256 WHERE m.folder_id = ?",
+                (folder_id,),
             ).fetchall()
-            return [row[0] for row in rows]
+            for uid, sha256, parsed in pending:
+                head, body = self._index_texts(sha256, parsed)
+                if folded in body or (not body_only and folded in head):
+                    hits.add(uid)
+            return sorted(hits)
 
         return await self._readers.run(query)
