@@ -122,6 +122,15 @@ class Forwarding:
 
 
 @dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """What delivery needs to know of one address, read in one go."""
+
+    domain_hosted: bool
+    account: Account | None
+    forwarding: Forwarding | None
+
+
+@dataclass(frozen=True, slots=True)
 class Vacation:
     """The autoresponder: it answers from `start` to `end`, both days included."""
 

@@ -533,3 +533,13 @@ async def test_text_search_finds_messages_before_and_after_they_are_indexed(stor
     assert await store.search_text(inbox.id, "nummer 47", body_only=True) == [first.uid]
     await store.expunge(inbox.id, [first.uid])
     assert await store.search_text(inbox.id, "nummer", body_only=True) == []
+
+
+async def test_recipient_facts_in_one_read(store, account):
+    facts = await store.recipient_facts(account.address)
+    assert facts.domain_hosted and facts.account == account and facts.forwarding is None
+    await store.set_forwarding(account.address, Forwarding(("x@elsewhere.org",), keep_copy=True))
+    assert (await store.recipient_facts(account.address)).forwarding == Forwarding(("x@elsewhere.org",), True)
+    unknown = await store.recipient_facts("nobody@example.com")
+    assert unknown.domain_hosted and unknown.account is None and unknown.forwarding is None
+    assert not (await store.recipient_facts("someone@elsewhere.org")).domain_hosted

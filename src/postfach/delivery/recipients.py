@@ -111,13 +111,14 @@ class _Walk:
 
     async def _expand(self, address: str, depth: int) -> None:
         domain = domain_of(address)
-        if not await self.hosted(domain):
+        facts = await self.store.recipient_facts(address)  # one read: domain, account, forwarding
+        self._hosted[domain] = facts.domain_hosted
+        if not facts.domain_hosted:
             self.remote.append(address)
             return
-        account = await self.store.get_account(address)
+        account, forwarding = facts.account, facts.forwarding
         if account is not None:
             # A disabled account still receives: disabling stops logins, it must not bounce mail.
-            forwarding = await self.store.get_forwarding(address)
             if forwarding is None or forwarding.keep_copy:
                 self.mailboxes.setdefault(account.id, account)
             for target in forwarding.targets if forwarding else ():
@@ -141,9 +142,9 @@ class Resolver:
         except AddressError as error:
             return Malformed(address, str(error))
         walk = _Walk(self._store)
-        if not await walk.hosted(domain_of(normalized)):
-            return NotLocal(normalized)
         await walk.visit(normalized, 0)
+        if not await walk.hosted(domain_of(normalized)):  # known from the visit: no second read
+            return NotLocal(normalized)
         if walk.mailboxes or walk.remote:
             return Local(normalized, tuple(walk.mailboxes.values()), tuple(walk.remote))
         if walk.looped:

@@ -8,7 +8,7 @@ import time
 from datetime import date
 
 from postfach.address import display_address, display_domain, domain_of
-from postfach.model import DEFAULT_FOLDERS, Account, Alias, Domain, Forwarding, Vacation
+from postfach.model import DEFAULT_FOLDERS, Account, Alias, Domain, Forwarding, RecipientFacts, Vacation
 from postfach.store.base import AlreadyExists, Conflict, NotFound
 from postfach.store.changes import FolderDeleted
 from postfach.store.sqlite_engine import Readers, Tx
@@ -97,6 +97,25 @@ class AccountTables:
             ).fetchone()
         )
         return account_from_row(row) if row else None
+
+    async def recipient_facts(self, address: str) -> RecipientFacts:
+        """Hosted domain, account and forwarding of an address in one read (delivery asks per recipient)."""
+
+        def query(conn: sqlite3.Connection) -> RecipientFacts:
+            hosted = conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain_of(address),)).fetchone()
+            row = conn.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?", (address,)).fetchone()
+            if row is None:
+                return RecipientFacts(hosted is not None, None, None)
+            forwarding = conn.execute(
+                "SELECT targets, keep_copy FROM forwardings WHERE account_id = ?", (row[0],)
+            ).fetchone()
+            return RecipientFacts(
+                hosted is not None,
+                account_from_row(row),
+                Forwarding(tuple(json.loads(forwarding[0])), bool(forwarding[1])) if forwarding else None,
+            )
+
+        return await self._readers.run(query)
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
         row = await self._readers.run(
