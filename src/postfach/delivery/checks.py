@@ -17,13 +17,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 
 import dkim
 import spf
 
 from postfach.dns import DnsResolver, DnsTempError
+from postfach.mime.addresses import parse_address_list
+from postfach.mime.headers import HeaderFields, header_end
 
 log = logging.getLogger(__name__)
 _quiet = logging.getLogger("postfach.delivery.checks.dkimpy")
@@ -111,6 +111,9 @@ def organizational_domain(domain: str) -> str:
     return ".".join(domain.split(".")[-2:])
 
 
+_FROM_FIELD = re.compile(rb"^from[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
 def aligned(identifier: str, from_domain: str, mode: str) -> bool:
     if mode == "s":
         return identifier == from_domain
@@ -119,16 +122,14 @@ def aligned(identifier: str, from_domain: str, mode: str) -> bool:
 
 def from_domain(message: bytes) -> str:
     """The domain of the single From: address ("" if there is none or several, RFC 7489 §6.6.1)."""
-    end = message.find(b"\r\n\r\n")
-    header = BytesHeaderParser(policy=default_policy).parsebytes(message if end < 0 else message[: end + 4])
-    try:
-        fields = header.get_all("From") or []
-        addresses = [address for field in fields for address in field.addresses]
-    except (IndexError, ValueError, TypeError):
+    end = header_end(message, 0, len(message))
+    block = bytes(message[:end])
+    if len(_FROM_FIELD.findall(block)) != 1:
         return ""
-    if len(addresses) != 1:
+    addresses = [a for a in parse_address_list(HeaderFields.parse(block).get("from")) if a.host is not None]
+    if len(addresses) != 1 or not addresses[0].host:
         return ""
-    return addresses[0].domain.lower().rstrip(".")
+    return addresses[0].host.lower().rstrip(".")
 
 
 def parse_dmarc(record: bytes) -> dict[str, str] | None:
