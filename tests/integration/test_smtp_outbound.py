@@ -245,3 +245,26 @@ async def test_a_dns_server_that_does_not_answer_gives_temperror_within_the_budg
     assert elapsed < 2.5
     header = header_of(stored)
     assert "spf=temperror" in header and "dmarc=temperror" in header
+
+
+async def test_without_a_route_the_mx_record_is_looked_up(tmp_path):
+    """No static route: A asks DNS for b.test's MX (mail.b.test, 127.0.0.1) and delivers there."""
+    dns = ZoneServer()
+    dns.mail_domain("a.test")
+    dns.mail_domain("b.test")
+    a_port, b_port = free_port(), free_port()
+    config_a = write_config(tmp_path / "a", "a.test", a_port, {}, [dns.address])
+    # Every MX listens on 25; here B's MX is on a free port, which A is told to use.
+    config_a.config_file.write_text(config_a.config_file.read_text() + f"[smtp]\noutbound_port = {b_port}\n")
+    config_a = load_config(config_a.config_file, environ={})
+    config_b = write_config(tmp_path / "b", "b.test", b_port, {}, [dns.address])
+    try:
+        async with running_server(config_a) as a, running_server(config_b) as b:
+            await make_account(a.store, "alice@a.test")
+            bob = await make_account(b.store, "bob@b.test")
+            await submit(a, "alice@a.test", ["bob@b.test"], message("alice@a.test", "bob@b.test", "Via MX"))
+            [stored] = await wait_for_mail(b.store, bob)
+            assert b"Subject: Via MX" in stored
+            assert await a.store.list_queue() == []
+    finally:
+        dns.stop()
