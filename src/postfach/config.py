@@ -112,12 +112,15 @@ class Config:
     allow_plaintext_on_loopback: bool = False
     pop3_idle_timeout: int = 600  # seconds; RFC 1939 §3 asks for at least 600, tests use less
     pop3_exclusive_lock: bool = False
+    pop3_max_connections_per_address: int = 50
+    pop3_max_commands_before_login: int = 20  # then -ERR and close: a password sprayer must reconnect
     imap_login_timeout: int = 60  # seconds of silence before login
     imap_idle_timeout: int = 30 * 60  # after login; RFC 9051 §5.4: at least 30 minutes
     imap_max_connections_per_address: int = 50
     imap_max_connections_per_account: int = 20
     smtp_max_message_size: int = 50 * 1024 * 1024  # bytes of DATA; advertised as SIZE (RFC 1870)
     smtp_max_recipients: int = 100  # per message; RFC 5321 §4.5.3.1.8 asks for at least 100
+    smtp_max_connections_per_address: int = 50  # across smtp, submission and submissions
     smtp_smarthost: ListenAddress | None = None  # all outbound mail goes there instead of the MX
     smtp_outbound_port: int = 25  # the port of a remote MX (tests point it at a loopback server)
     smtp_dmarc_reject: bool = True  # refuse (550 5.7.1) MX mail failing DMARC under p=reject
@@ -198,6 +201,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("auth.argon2_parallelism", int, int_range(1, 255)),
         Setting("pop3.idle_timeout", int, parse_seconds),
         Setting("pop3.exclusive_lock", bool, parse_bool),
+        Setting("pop3.max_connections_per_address", int, parse_connection_limit),
+        Setting("pop3.max_commands_before_login", int, int_range(1, 1000)),
         Setting("imap.login_timeout", int, parse_seconds),
         Setting("imap.idle_timeout", int, parse_seconds),
         Setting("imap.max_connections_per_address", int, parse_connection_limit),
@@ -207,6 +212,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("smtp.smarthost", str, parse_listen, optional=True),
         Setting("smtp.outbound_port", int, parse_port),
         Setting("smtp.dmarc_reject", bool, parse_bool),
+        Setting("smtp.max_connections_per_address", int, parse_connection_limit),
         Setting("queue.max_age", str, parse_duration),
         Setting("queue.retry_delays", list, parse_durations),
         Setting("dns.nameservers", list, parse_nameservers),
@@ -582,6 +588,12 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         allow_plaintext_on_loopback=values.get("auth.allow_plaintext_on_loopback", False),
         pop3_idle_timeout=values.get("pop3.idle_timeout", 600),
         pop3_exclusive_lock=values.get("pop3.exclusive_lock", False),
+        pop3_max_connections_per_address=values.get(
+            "pop3.max_connections_per_address", Config.pop3_max_connections_per_address
+        ),
+        pop3_max_commands_before_login=values.get(
+            "pop3.max_commands_before_login", Config.pop3_max_commands_before_login
+        ),
         imap_login_timeout=values.get("imap.login_timeout", Config.imap_login_timeout),
         imap_idle_timeout=values.get("imap.idle_timeout", Config.imap_idle_timeout),
         imap_max_connections_per_address=values.get(
@@ -595,6 +607,9 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         smtp_smarthost=values.get("smtp.smarthost"),
         smtp_outbound_port=values.get("smtp.outbound_port", Config.smtp_outbound_port),
         smtp_dmarc_reject=values.get("smtp.dmarc_reject", Config.smtp_dmarc_reject),
+        smtp_max_connections_per_address=values.get(
+            "smtp.max_connections_per_address", Config.smtp_max_connections_per_address
+        ),
         queue_max_age=values.get("queue.max_age", Config.queue_max_age),
         queue_retry_delays=values.get("queue.retry_delays", Config.queue_retry_delays),
         dns_nameservers=values.get("dns.nameservers", ()),

@@ -96,7 +96,7 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        connection = Connection(next(_connection_ids), self.name, _format_peer(peer), reader, writer, self._closing)
+        connection = Connection(next(_connection_ids), self.name, format_peer(peer), reader, writer, self._closing)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -147,7 +147,8 @@ def os_reason(error: OSError) -> str:
     return os.strerror(error.errno) if error.errno else str(error)
 
 
-def _format_peer(peer: object) -> str:
+def format_peer(peer: object) -> str:
+    """A socket's peer name as the log shows it: "192.0.2.1:25" or "[2001:db8::1]:25"."""
     if isinstance(peer, tuple) and len(peer) >= 2:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

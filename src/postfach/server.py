@@ -17,11 +17,11 @@ from postfach.auth.authenticator import Authenticator
 from postfach.auth.passwords import Passwords
 from postfach.auth.quarantine import LoginPolicy, load_login_secret
 from postfach.config import Config, ListenAddress
+from postfach.connection_limits import ConnectionLimits
 from postfach.delivery.checks import MessageChecks
 from postfach.delivery.pipeline import DeliveryPipeline
 from postfach.delivery.srs import Srs, load_secret
 from postfach.dns import DnsResolver
-from postfach.imap.limits import ConnectionLimits
 from postfach.imap.server import ImapServer, ImapTimeouts
 from postfach.imap.session import ImapServices, ImapSettings
 from postfach.net import Handler, Listener
@@ -78,6 +78,8 @@ class Server:
             idle_timeout=config.pop3_idle_timeout,
             allow_plaintext_on_loopback=config.allow_plaintext_on_loopback,
             exclusive_lock=config.pop3_exclusive_lock,
+            limits=ConnectionLimits(config.pop3_max_connections_per_address),
+            max_commands_before_login=config.pop3_max_commands_before_login,
         )
         self.imap = ImapServer(
             ImapServices(
@@ -111,6 +113,7 @@ class Server:
             dmarc_reject=config.smtp_dmarc_reject,
         )
         self.queue.start(self.pipeline)
+        smtp_limits = ConnectionLimits(config.smtp_max_connections_per_address)
         try:
             for name, address in config.listen.items():
                 if name == "http":
@@ -121,7 +124,13 @@ class Server:
                     continue
                 if name in SMTP_LISTENERS:
                     smtp = smtp_listener(
-                        name, address, config, tls.server_context(cert, key), self.pipeline, self.authenticator
+                        name,
+                        address,
+                        config,
+                        tls.server_context(cert, key),
+                        self.pipeline,
+                        self.authenticator,
+                        smtp_limits,
                     )
                     await smtp.start()
                     self.listeners[name] = smtp

@@ -189,14 +189,17 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
       a client offering a weak suite first still gets a strong one.
     - No compression (CRIME), no renegotiation (client-initiated
       renegotiation is a cheap CPU DoS and TLS 1.3 has none anyway).
-    - No stateless session tickets: in TLS 1.2 a ticket is encrypted under
-      a key OpenSSL keeps for the life of the process and never rotates, so
-      whoever gets that key decrypts every recorded session resumed with it,
-      which defeats forward secrecy. With OP_NO_TICKET, TLS 1.2 resumes from
-      the server-side session cache and TLS 1.3 uses stateful tickets,
-      resumed with a fresh (EC)DHE exchange (psk_dhe_ke; OpenSSL refuses
-      psk_ke unless told otherwise), so mail clients that open several
-      connections still resume cheaply and forward secrecy holds.
+    - No session tickets at all. In TLS 1.2 a stateless ticket is encrypted
+      under a key OpenSSL keeps for the life of the process and never rotates,
+      so whoever gets that key decrypts every recorded session resumed with
+      it (OP_NO_TICKET; TLS 1.2 resumes from the server-side cache instead).
+      In TLS 1.3 the tickets the server sends right after the handshake
+      arrive together with its first answer, and clients that wait for
+      readable sockets under TLS (imaplib2, and so offlineimap) then never see
+      that answer: STARTTLS followed by CAPABILITY hung in about one
+      connection in seven. So none are sent (num_tickets = 0); every TLS 1.3
+      connection makes a full ECDHE handshake, which forward secrecy wants
+      anyway.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -209,6 +212,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
         | ssl.OP_NO_TICKET
         | ssl.OP_SINGLE_ECDH_USE
     )
+    context.num_tickets = 0
     context.load_cert_chain(cert, key, password=_refuse_password)
     return context
 

@@ -742,3 +742,17 @@ def test_login_security_from_the_file_and_the_environment(tmp_path):
 def test_login_security_mistakes(tmp_path, text, problem):
     path = write_config(tmp_path, text)
     assert problems_of(path) == [f"{path}: {problem}"]
+
+
+def test_pop3_and_smtp_connection_limits(tmp_path):
+    defaults = load_config(write_config(tmp_path, ""), {})
+    assert (defaults.pop3_max_connections_per_address, defaults.smtp_max_connections_per_address) == (50, 50)
+    assert defaults.pop3_max_commands_before_login == 20
+    path = write_config(tmp_path, "[pop3]\nmax_connections_per_address = 5\n[smtp]\nmax_connections_per_address = 7\n")
+    config = load_config(path, {"POSTFACH_POP3_MAX_COMMANDS_BEFORE_LOGIN": "9"})
+    assert (config.pop3_max_connections_per_address, config.smtp_max_connections_per_address) == (5, 7)
+    assert config.pop3_max_commands_before_login == 9
+    with pytest.raises(ConfigError, match="smtp.max_connections_per_address: must be 1 to 100000, got 0"):
+        load_config(write_config(tmp_path, "[smtp]\nmax_connections_per_address = 0\n"), {})
+    with pytest.raises(ConfigError, match="pop3.max_commands_before_login: must be 1 to 1000, got 0"):
+        load_config(write_config(tmp_path, "[pop3]\nmax_commands_before_login = 0\n"), {})

@@ -1,6 +1,8 @@
 """pop3/parser.py: bytes in, typed commands out — fragmented, pipelined, broken."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postfach.pop3 import commands as c
 from postfach.pop3.parser import (
@@ -185,3 +187,60 @@ def test_discard_drops_what_was_pipelined():
     assert parser.discard() == len(b"USER injected@example.com\r\nPASS x\r\n")
     assert parser.next_command() is NEED_DATA
     assert commands_of(b"CAPA\r\n", parser=parser) == [c.Capa()]
+
+
+# --- fuzzing ------------------------------------------------------------------------
+
+RESULTS = (*c.Command.__args__, c.Invalid, c.LineTooLong)
+
+fragments = st.sampled_from([
+    b"USER ", b"PASS ", b"AUTH ", b"PLAIN ", b"STLS", b"CAPA", b"RETR ", b"TOP ", b"LIST", b"UIDL ", b"1",
+    b"99999999999", b" ", b"\r\n", b"\n", b"\r", b"\x00", b"\x7f", b"\xff", b"\xc3\xa4", b"=", b"*", b"a" * 300,
+])
+streams = st.lists(st.one_of(fragments, st.binary(max_size=30)), max_size=40).map(b"".join)
+
+
+def results_checked(data: bytes, cuts: list[int], sasl_at: set[int] = frozenset()) -> list:
+    """Feed `data` cut at `cuts`; check every result and that each one consumed buffered bytes."""
+    parser = Parser()
+    results: list = []
+    pieces = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    for piece in pieces:
+        parser.feed(piece)
+        while True:
+            before = parser.buffered
+            result = parser.next_command()
+            if result is NEED_DATA:
+                # Memory stays bounded: at most one unfinished line, and no longer than the limit.
+                assert parser.buffered < MAX_SASL_LINE
+                break
+            assert isinstance(result, RESULTS)
+            assert parser.buffered < before, "a result that consumed nothing: the parser could loop"
+            results.append(result)
+            if len(results) in sasl_at:
+                parser.expect_sasl_response()
+    return results
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams, st.lists(st.integers(0, 2000), max_size=30), st.sets(st.integers(1, 10), max_size=3))
+def test_arbitrary_bytes_in_any_fragments_give_only_documented_results(data, cuts, sasl_at):
+    results_checked(data, sorted(cut % (len(data) + 1) for cut in cuts), sasl_at)
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams, st.lists(st.integers(0, 2000), max_size=30))
+def test_fragmentation_never_changes_what_is_parsed(data, cuts):
+    # Every result comes out of one line, whatever the packets: no command is lost or split.
+    whole = results_checked(data, [])
+    assert results_checked(data, sorted(cut % (len(data) + 1) for cut in cuts)) == whole
+    assert len(whole) <= data.count(b"\n") + len(data) // MAX_COMMAND_LINE + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=400).map(lambda b: b.replace(b"\n", b"")), max_size=6), st.integers(1, 17))
+def test_garbage_lines_never_swallow_the_next_command(lines, chunk):
+    data = b"".join(line + b"\r\n" for line in lines) + b"STAT\r\n"
+    results = results_checked(data, list(range(chunk, len(data), chunk)))
+    assert len(results) == len(lines) + 1
+    assert results[-1] == c.Stat()

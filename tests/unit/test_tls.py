@@ -189,6 +189,7 @@ def test_context_settings(pair):
         ssl.OP_NO_TICKET,
     ):
         assert context.options & option == option
+    assert context.num_tickets == 0
     tls12 = [c for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12, "no TLS 1.2 suites at all"
     for cipher in tls12:
@@ -398,3 +399,27 @@ async def test_weak_client_is_refused_by_an_asyncio_server(pair, case):
     async with tls_server(server_context(*pair)) as port:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             await handshake(port, client)
+
+
+def test_no_tls13_session_ticket_follows_the_handshake(pair):
+    """A ticket arriving with the first answer hangs clients like imaplib2 (offlineimap)."""
+    context = server_context(*pair)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            raw, _ = listener.accept()
+            with context.wrap_socket(raw, server_side=True) as tls:
+                tls.sendall(b"* OK hello\r\n")
+                tls.recv(16)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        client.minimum_version = ssl.TLSVersion.TLSv1_3
+        with client.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) as tls:
+            assert tls.recv(64) == b"* OK hello\r\n"
+            assert tls.session is None or not tls.session.has_ticket
+            tls.sendall(b"bye")
+        thread.join(10)

@@ -16,6 +16,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 
+from postfach.connection_limits import peer_host
 from postfach.imap import responses as r
 from postfach.imap.handlers import connection
 from postfach.imap.handlers import load_all as load_handlers
@@ -268,7 +269,7 @@ class _Connection:
 
 
 def _peer_host(conn: Connection) -> str:
-    return conn.peer.rsplit(":", 1)[0].strip("[]")
+    return peer_host(conn.peer)
 
 
 def _is_loopback(host: str) -> bool:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from postfach.auth.authenticator import Authenticator
+from postfach.connection_limits import ConnectionLimits
 from postfach.imap import commands as c
 from postfach.imap import responses as r
-from postfach.imap.limits import ConnectionLimits
 from postfach.imap.selected import Exists, Expunged, FlagsUpdate, SelectedFolder
 from postfach.model import Account, Folder
 from postfach.store.base import Store, StoreError

@@ -9,11 +9,12 @@ import logging
 import ssl
 
 from postfach.auth.authenticator import Authenticator
+from postfach.connection_limits import ConnectionLimits, peer_host
 from postfach.net import Connection
 from postfach.pop3.maildrop import MaildropLocks
 from postfach.pop3.parser import NEED_DATA, Parser
-from postfach.pop3.responses import Reply
-from postfach.pop3.session import Session
+from postfach.pop3.responses import SYS_TEMP, Reply, err
+from postfach.pop3.session import MAX_COMMANDS_BEFORE_LOGIN, Session
 from postfach.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class Pop3Server:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         allow_plaintext_on_loopback: bool = False,
         exclusive_lock: bool = False,
+        limits: ConnectionLimits | None = None,
+        max_commands_before_login: int = MAX_COMMANDS_BEFORE_LOGIN,
     ) -> None:
         self._store = store
         self._authenticator = authenticator
@@ -42,6 +45,8 @@ class Pop3Server:
         self._idle_timeout = idle_timeout
         self._allow_plaintext_on_loopback = allow_plaintext_on_loopback
         self.locks = MaildropLocks(exclusive_lock)
+        self.limits = limits or ConnectionLimits(per_address=50)
+        self._max_commands_before_login = max_commands_before_login
 
     async def serve_plain(self, connection: Connection) -> None:
         """The `pop3` listener: plaintext, STLS offered (RFC 2595 §4)."""
@@ -52,6 +57,18 @@ class Pop3Server:
         await self._serve(connection, stls_offered=False)
 
     async def _serve(self, connection: Connection, *, stls_offered: bool) -> None:
+        host = peer_host(connection.peer)
+        if not self.limits.open(host):
+            log.info("[%d] too many POP3 connections from %s", connection.id, host)
+            # Instead of the greeting: [SYS/TEMP] tells the client to try later (RFC 3206 §4).
+            await self._write(connection, err("too many connections from your address", SYS_TEMP).data)
+            return
+        try:
+            await self._serve_session(connection, stls_offered=stls_offered)
+        finally:
+            self.limits.close(host)
+
+    async def _serve_session(self, connection: Connection, *, stls_offered: bool) -> None:
         session = Session(
             self._store,
             self._authenticator,
@@ -61,6 +78,7 @@ class Pop3Server:
             plaintext_allowed=self._allow_plaintext_on_loopback and _is_loopback(connection),
             connection_id=connection.id,
             source=connection.peer,
+            max_commands_before_login=self._max_commands_before_login,
         )
         parser = Parser()
         try:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # RETR reads a message in chunks of this size: a 50 MB message is never in memory whole.
 CHUNK_SIZE = 1 << 20
+# Commands a connection may send before it logs in (CAPA, STLS, USER, PASS: a real client needs
+# five or six); more is a script guessing passwords or probing, which must reconnect to go on.
+MAX_COMMANDS_BEFORE_LOGIN = 20
 
 
 class State(enum.Enum):
@@ -82,6 +85,7 @@ class Session:
         connection_id: int = 0,
         chunk_size: int = CHUNK_SIZE,
         source: str = "",
+        max_commands_before_login: int = MAX_COMMANDS_BEFORE_LOGIN,
     ) -> None:
         self._store = store
         self._authenticator = authenticator
@@ -92,6 +96,7 @@ class Session:
         self._id = connection_id
         self._source = source  # the peer's address, for the quarantine and the audit
         self._chunk_size = chunk_size
+        self._commands_left_before_login = max_commands_before_login
         self.state = State.AUTHORIZATION
         self._user: str | None = None  # given by USER, waiting for PASS
         self._account: Account | None = None  # set while this session holds the maildrop lock
@@ -130,6 +135,11 @@ class Session:
         self.state = State.AUTHORIZATION
 
     async def handle(self, command: c.ParseResult) -> Reply:
+        if self.state in (State.AUTHORIZATION, State.SASL):
+            if self._commands_left_before_login <= 0:
+                log.info("[%d] POP3 too many commands before login from %s, closing", self._id, self._source)
+                return Reply(err("too many commands before login", SYS_TEMP).data, close=True)
+            self._commands_left_before_login -= 1
         if isinstance(command, c.LineTooLong):
             if self.state is State.SASL:
                 self.state = State.AUTHORIZATION  # the response was the over-long line: AUTH fails

@@ -17,6 +17,7 @@ import ssl
 
 from postfach.auth.authenticator import Authenticator
 from postfach.config import Config, ListenAddress
+from postfach.connection_limits import ConnectionLimits
 from postfach.delivery.pipeline import DeliveryPipeline
 from postfach.smtp.inbound import InboundHandler
 from postfach.smtp.listener import SmtpListener
@@ -32,9 +33,16 @@ def smtp_listener(
     tls: ssl.SSLContext,
     pipeline: DeliveryPipeline,
     authenticator: Authenticator,
+    limits: ConnectionLimits | None = None,
 ) -> SmtpListener:
-    """The listener `name` (one of SMTP_LISTENERS) with its handler and TLS set up."""
-    options = dict(hostname=config.hostname, max_message_size=config.smtp_max_message_size)
+    """The listener `name` (one of SMTP_LISTENERS) with its handler and TLS set up.
+
+    Give every SMTP listener of a server the same `limits`: they count an address's connections
+    together (`smtp.max_connections_per_address`).
+    """
+    if limits is None:
+        limits = ConnectionLimits(config.smtp_max_connections_per_address)
+    options = dict(hostname=config.hostname, max_message_size=config.smtp_max_message_size, limits=limits)
     if name == "smtp":
         handler = InboundHandler(pipeline, max_recipients=config.smtp_max_recipients)
         return SmtpListener(name, address, handler, starttls=tls, **options)

@@ -7,8 +7,8 @@ server with `loop.create_server`, as aiosmtpd's controller does.
 
 `SmtpProtocol` adds to aiosmtpd what Postfach needs everywhere: enhanced
 status codes on aiosmtpd's own replies (replies.enhance), no AUTH at all
-where the handler offers none (the MX), AUTH on implicit TLS, and a
-connection id in the log.
+where the handler offers none (the MX), AUTH on implicit TLS, a limit on
+connections per address, and a connection id in the log.
 """
 
 from __future__ import annotations
@@ -22,12 +22,20 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Session, syntax
 
 from postfach.config import ListenAddress
-from postfach.net import SHUTDOWN_GRACE_SECONDS, next_connection_id, os_reason
+from postfach.connection_limits import ConnectionLimits, peer_host
+from postfach.net import (
+    SHUTDOWN_GRACE_SECONDS,
+    format_peer,
+    next_connection_id,
+    os_reason,
+)
 from postfach.smtp import replies
 
 log = logging.getLogger(__name__)
 
 IDENT = "Postfach ESMTP"  # the greeting names no software version
+# RFC 5321 §3.1: a server may answer 421 instead of the 220 greeting and close.
+TOO_MANY_CONNECTIONS = "421 4.7.0 too many connections from your address"
 
 
 class _Session(Session):
@@ -36,8 +44,19 @@ class _Session(Session):
 
 
 class SmtpProtocol(SMTP):
-    def __init__(self, handler: Any, *, implicit_tls: bool, on_lost: Callable[[SmtpProtocol], None], **options) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        implicit_tls: bool,
+        on_lost: Callable[[SmtpProtocol], None],
+        limits: ConnectionLimits,
+        **options,
+    ) -> None:
         self.connection_id = next_connection_id()
+        self._limits = limits
+        self._counted_host: str | None = None  # the address this connection counts against
+        self._admitted = True
         self._offers_auth = bool(getattr(handler, "offers_auth", False))
         self._implicit_tls = implicit_tls
         super().__init__(handler, ident=IDENT, **options)
@@ -55,10 +74,32 @@ class SmtpProtocol(SMTP):
     def _create_session(self) -> Session:
         return _Session(self.loop)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS calls this again with the TLS transport
+        if first:
+            host = peer_host(format_peer(transport.get_extra_info("peername")))
+            self._admitted = self._limits.open(host)
+            if self._admitted:
+                self._counted_host = host
+            else:
+                log.info("[%d] too many SMTP connections from %s", self.connection_id, host)
+        super().connection_made(transport)
+
+    async def _handle_client(self) -> None:
+        if not self._admitted:
+            await self.push(TOO_MANY_CONNECTIONS)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
     def connection_lost(self, error: Exception | None) -> None:
         try:
             super().connection_lost(error)
         finally:
+            if self._counted_host is not None:
+                self._limits.close(self._counted_host)
+                self._counted_host = None
             self._on_lost(self)
 
     async def push(self, status: str | bytes) -> None:
@@ -107,11 +148,14 @@ class SmtpListener:
         implicit_tls: ssl.SSLContext | None = None,
         require_starttls: bool = False,
         auth_required: bool = False,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.name = name
         self.address = address
         self.handler = handler
         self._implicit_tls = implicit_tls
+        # Shared by the SMTP listeners of one server: an address's connections count on all of them.
+        self.limits = limits or ConnectionLimits(per_address=50)
         # aiosmtpd logs every command line (and every address) at INFO; our handlers log what
         # was decided, so its log says only what went wrong.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -139,6 +183,7 @@ class SmtpListener:
             self.handler,
             implicit_tls=self._implicit_tls is not None,
             on_lost=self._connections.discard,
+            limits=self.limits,
             loop=asyncio.get_running_loop(),
             **self._options,
         )
