@@ -89,7 +89,7 @@ class ImapServer:
         self._timeouts = timeouts
 
     async def serve(self, conn: Connection) -> None:
-        host = _peer_host(conn)
+        host = peer_host(conn.peer)
         limits = self.services.limits
         if not limits.open(host):
             log.info("[%d] too many IMAP connections from %s", conn.id, host)
@@ -266,10 +266,6 @@ class _Connection:
         if self.spool is not None:
             self.spool.close()
         self.spool, self.spool_refused = None, False
-
-
-def _peer_host(conn: Connection) -> str:
-    return peer_host(conn.peer)
 
 
 def _is_loopback(host: str) -> bool:
