@@ -5,7 +5,6 @@ import base64
 import contextlib
 import poplib
 import socket
-import ssl
 import time
 
 import pytest
@@ -17,18 +16,13 @@ from postfach.store.changes import MessagesExpunged
 from tests.support.config import write_config
 from tests.support.messages import make_message
 from tests.support.server import running_server
+from tests.support.tls import insecure_context
 
 ADDRESS = "alice@example.com"
 PASSWORD = "correct horse battery"
 OTHER = "bob@example.com"
 TIMEOUT = 20
 
-
-def client_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @contextlib.asynccontextmanager
@@ -53,13 +47,13 @@ async def server(tmp_path):
 def connect_stls(server) -> poplib.POP3:
     address = server.addresses["pop3"]
     pop = poplib.POP3(address.host, address.port, timeout=TIMEOUT)
-    pop.stls(client_context())
+    pop.stls(insecure_context())
     return pop
 
 
 def connect_pop3s(server) -> poplib.POP3_SSL:
     address = server.addresses["pop3s"]
-    return poplib.POP3_SSL(address.host, address.port, timeout=TIMEOUT, context=client_context())
+    return poplib.POP3_SSL(address.host, address.port, timeout=TIMEOUT, context=insecure_context())
 
 
 def login(server, user=ADDRESS, password=PASSWORD) -> poplib.POP3:
@@ -180,7 +174,7 @@ async def test_capa_before_and_after_stls(server):
         address = server.addresses["pop3"]
         pop = poplib.POP3(address.host, address.port, timeout=TIMEOUT)
         assert pop.capa() == {**base, "STLS": []}
-        pop.stls(client_context())
+        pop.stls(insecure_context())
         assert pop.capa() == {**base, "USER": [], "SASL": ["PLAIN"]}
         pop.quit()
         pop = connect_pop3s(server)
@@ -252,7 +246,7 @@ async def test_stls_command_injection_is_not_executed(server):
             assert read_line(raw).startswith(b"+OK")
             raw.sendall(f"STLS\r\nUSER {ADDRESS}\r\n".encode())
             assert read_line(raw) == b"+OK begin TLS negotiation\r\n"
-            with client_context().wrap_socket(raw) as tls:
+            with insecure_context().wrap_socket(raw) as tls:
                 tls.sendall(f"PASS {PASSWORD}\r\n".encode())
                 assert read_line(tls) == b"-ERR send USER first\r\n"
                 tls.sendall(b"STAT\r\n")
@@ -466,7 +460,7 @@ async def test_pipelined_commands_are_answered_in_order(server):
 
     def scenario():
         address = server.addresses["pop3s"]
-        with client_context().wrap_socket(socket.create_connection((address.host, address.port), TIMEOUT)) as tls:
+        with insecure_context().wrap_socket(socket.create_connection((address.host, address.port), TIMEOUT)) as tls:
             read_line(tls)
             tls.sendall(f"USER {ADDRESS}\r\nPASS {PASSWORD}\r\nSTAT\r\nRETR 1\r\nNOOP\r\nQUIT\r\n".encode())
             expected = (b"+OK send PASS\r\n+OK 1 messages (20 octets)\r\n+OK 1 20\r\n"

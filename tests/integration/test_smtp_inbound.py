@@ -1,27 +1,26 @@
 """The MX (listener `smtp`) with smtplib and raw sockets against an in-process server."""
 
 import asyncio
-import smtplib
 
 import pytest
 
 from postfach.auth.passwords import Passwords
-from postfach.model import Forwarding
-from postfach.store.changes import MessagesAdded
 from postfach.config import load_config
+from postfach.model import Forwarding
 from postfach.server import Server
+from postfach.store.changes import MessagesAdded
 from tests.support.config import write_config
 from tests.support.server import running_server
 from tests.support.smtp import (
     PASSWORD,
     RawSession,
     below_trace,
-    client_context,
     inbox_messages,
     inbox_metas,
     run,
     smtp_client,
 )
+from tests.support.tls import insecure_context
 
 HASH = Passwords().hash(PASSWORD)
 QUOTA = 50 * 1024 * 1024
@@ -55,7 +54,7 @@ async def test_ehlo_lists_the_extensions_and_no_auth(mx):
     def ehlo():
         with smtp_client(mx.addresses["smtp"]) as client:
             before = dict(client.esmtp_features)
-            client.starttls(context=client_context())
+            client.starttls(context=insecure_context())
             client.ehlo("client.example")
             return before, dict(client.esmtp_features), client.docmd("AUTH", "PLAIN")
 
@@ -85,7 +84,7 @@ async def test_mail_to_a_mailbox_lands_byte_exact_below_the_trace_fields(mx):
 async def test_received_says_esmtps_after_starttls_and_null_sender_is_accepted(mx):
     def deliver():
         with smtp_client(mx.addresses["smtp"]) as client:
-            client.starttls(context=client_context())
+            client.starttls(context=insecure_context())
             client.ehlo("client.example")
             return client.sendmail("<>", ["alice@example.com"], MESSAGE)
 

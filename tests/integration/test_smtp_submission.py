@@ -12,11 +12,11 @@ from tests.support.smtp import (
     PASSWORD,
     RawSession,
     below_trace,
-    client_context,
     inbox_messages,
     run,
     smtp_client,
 )
+from tests.support.tls import insecure_context
 
 HASH = Passwords().hash(PASSWORD)
 QUOTA = 50 * 1024 * 1024
@@ -168,7 +168,7 @@ async def test_submissions_is_implicit_tls_with_auth(server):
 
 async def test_submissions_refuses_mail_before_auth(server):
     def dialog():
-        session = RawSession(server.addresses["submissions"], client_context())
+        session = RawSession(server.addresses["submissions"], insecure_context())
         session.command(b"EHLO client.example")
         reply = session.command(b"MAIL FROM:<alice@example.com>")
         session.close()

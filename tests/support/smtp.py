@@ -7,28 +7,23 @@ import socket
 import ssl
 
 from postfach.model import INBOX
+from tests.support.tls import insecure_context
 
 PASSWORD = "correct horse battery"
 
-
-def client_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @contextlib.contextmanager
 def smtp_client(address, *, implicit_tls: bool = False, starttls: bool = False, login: str | None = None):
     """An smtplib client after EHLO (and STARTTLS, and AUTH, when asked)."""
     if implicit_tls:
-        client = smtplib.SMTP_SSL(address.host, address.port, timeout=10, context=client_context())
+        client = smtplib.SMTP_SSL(address.host, address.port, timeout=10, context=insecure_context())
     else:
         client = smtplib.SMTP(address.host, address.port, timeout=10)
     try:
         client.ehlo("client.example")
         if starttls:
-            client.starttls(context=client_context())
+            client.starttls(context=insecure_context())
             client.ehlo("client.example")
         if login:
             client.login(login, PASSWORD)
