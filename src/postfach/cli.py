@@ -22,7 +22,7 @@ from postfach.auth.passwords import Passwords, generate_password
 from postfach.config import Config, ConfigError, find_config_file, load_config
 from postfach.provisioning import InvalidRequest, Provisioning
 from postfach.sizes import format_size
-from postfach.store.sqlite import SqliteStore
+from postfach.store import open_store
 
 
 class UsageError(Exception):
@@ -162,7 +162,7 @@ def _read_body(path: str) -> str:
 
 @asynccontextmanager
 async def _provisioning(config: Config):
-    store = await SqliteStore.open(config.db_path, config.blob_dir)
+    store = await open_store(config)
     try:
         passwords = Passwords.configured(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
         yield Provisioning(store, passwords)

@@ -30,6 +30,7 @@ from postfach.queue.routes import Routes
 from postfach.queue.worker import OutboundQueue
 from postfach.smtp import SMTP_LISTENERS, smtp_listener
 from postfach.smtp.listener import SmtpListener
+from postfach.store import open_store
 from postfach.store.sqlite import SqliteStore
 from postfach.web.server import WebServer
 
@@ -63,7 +64,7 @@ class Server:
     async def start(self) -> None:
         config = self.config
         cert, key = await asyncio.to_thread(tls.ensure_certificate, config)
-        self.store = await SqliteStore.open(config.db_path, config.blob_dir)
+        self.store = await open_store(config)
         passwords = Passwords.configured(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
         self.authenticator = Authenticator(
             self.store,
