@@ -1,14 +1,18 @@
 """IMAP load: N clients over TLS, each on its own account, running a realistic mix.
 
-    .venv/bin/python bench/imap_load.py [--clients 50] [--seconds 30] [--messages 200]
-    .venv/bin/python bench/imap_load.py --host 127.0.0.1 --port 993 --user-pattern 'u{n}@x.test' --password P
+    .venv/bin/python bench/imap_load.py [--clients 50] [--seconds 30] [--messages 200] [--workers N]
+    .venv/bin/python bench/imap_load.py --port 993 --user-format 'user{n}@example.test' --password P
 
 Without --port it starts `postfach serve` on a scratch data directory with
 --clients accounts of --messages messages each. Every client logs in once
-over TLS, selects INBOX, then loops over a weighted mix until the time is
-up: FETCH of flags, of envelope+bodystructure, of a body part; STORE;
-SEARCH; APPEND + EXPUNGE; IDLE entered and left (DONE); NOOP. Prints operations per second and p50/p99 latency per operation and
-in total. The same mix runs against any IMAP server (bench/compare.sh).
+over TLS (IMAPS), selects INBOX, then loops over a weighted mix until the
+time is up: FETCH of flags, of envelope+bodystructure, of a body part; STORE;
+SEARCH; APPEND + EXPUNGE; IDLE entered and left (DONE); NOOP. With --warmup
+the mix runs that many seconds first, unmeasured (a server that builds its
+caches on first access gets to build them). Prints operations per second and
+p50/p99 latency per operation and in total, and the load generator's own CPU
+use (it shares the machine with the server). The same mix runs against any
+IMAP server (bench/compare.sh).
 """
 
 from __future__ import annotations
@@ -17,9 +21,7 @@ import argparse
 import imaplib
 import random
 import signal
-import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,10 +29,19 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PASSWORD = "bench password 123"
+from _common import (  # noqa: E402
+    ProcessCpu,
+    add_target_options,
+    client_tls_context,
+    mix_message,
+    quantile,
+    start_postfach,
+    tls_description,
+    unique_tag,
+    write_json,
+)
 
 # (operation, weight): roughly what a desktop client does after the initial sync.
 MIX = [
@@ -45,23 +56,9 @@ MIX = [
 ]
 
 
-def message(number: int) -> bytes:
-    body = b"Dear customer,\r\n" + b"this is a line of a realistic message body for the load test.\r\n" * 60
-    return (
-        f"From: Sender {number} <sender{number}@example.org>\r\nTo: user@bench.test\r\n"
-        f"Subject: Load test message {number}\r\nMessage-ID: <{number}.{time.time_ns()}@bench>\r\n"
-        "Date: Sun, 22 Nov 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n'
-        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-    ).encode() + body + b"\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>" + body + b"</p>\r\n--b1--\r\n"
-
-
 class Client:
     def __init__(self, host: str, port: int, user: str, password: str, seed: int) -> None:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        self.imap = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=60)
+        self.imap = imaplib.IMAP4_SSL(host, port, ssl_context=client_tls_context(), timeout=60)
         self.imap.login(user, password)
         self.count = int(self.imap.select("INBOX")[1][0])
         self.rng = random.Random(seed)
@@ -86,7 +83,7 @@ class Client:
         self.imap.search(None, self.rng.choice(["UNSEEN", "FROM sender1", "SUBJECT message", "TEXT customer"]))
 
     def append_expunge(self) -> None:
-        self.imap.append("INBOX", "(\\Deleted)", None, message(self.rng.randint(1, 10**6)))
+        self.imap.append("INBOX", "(\\Deleted)", None, mix_message(self.rng.randint(1, 10**6), unique_tag()))
         self.imap.expunge()
 
     def idle(self) -> None:
@@ -108,14 +105,23 @@ class Client:
             pass
 
 
-def run_clients(host: str, port: int, users: list[str], password: str, seconds: float) -> dict[str, list[float]]:
+def run_clients(host: str, port: int, users: list[str], password: str, seconds: float,
+                warmup: float = 0.0) -> tuple[dict[str, list[float]], list[str], float, str]:
+    """Latencies per operation of the measured period, the errors, the generator's CPU share, the TLS used."""
     latencies: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     errors: list[str] = []
+    tls: list[str] = []
     operations = [name for name, _ in MIX]
     weights = [weight for _, weight in MIX]
-    start = threading.Barrier(len(users) + 1)
+    measure_from: list[float] = [0.0]
     deadline: list[float] = [0.0]
+
+    def set_clock() -> None:  # run by the barrier before it lets any thread go
+        measure_from[0] = time.perf_counter() + warmup
+        deadline[0] = measure_from[0] + seconds
+
+    start = threading.Barrier(len(users) + 1, action=set_clock)
 
     def worker(index: int, user: str) -> None:
         try:
@@ -125,16 +131,22 @@ def run_clients(host: str, port: int, users: list[str], password: str, seconds: 
             start.abort()
             return
         local: dict[str, list[float]] = defaultdict(list)
-        start.wait()
-        while time.monotonic() < deadline[0]:
+        tls.append(tls_description(client.imap.sock))
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:
+            client.close()
+            return
+        while (began := time.perf_counter()) < deadline[0]:
             name = client.rng.choices(operations, weights)[0]
-            began = time.perf_counter()
             try:
                 getattr(client, name)()
             except Exception as error:  # noqa: BLE001 - a failed operation is counted, not fatal
-                errors.append(f"{user} {name}: {error}")
+                if began >= measure_from[0]:
+                    errors.append(f"{user} {name}: {error}")
                 continue
-            local[name].append(time.perf_counter() - began)
+            if began >= measure_from[0]:
+                local[name].append(time.perf_counter() - began)
         client.close()
         with lock:
             for name, values in local.items():
@@ -143,79 +155,64 @@ def run_clients(host: str, port: int, users: list[str], password: str, seconds: 
     threads = [threading.Thread(target=worker, args=(n, user)) for n, user in enumerate(users)]
     for thread in threads:
         thread.start()
-    start.wait()
-    deadline[0] = time.monotonic() + seconds
-    for thread in threads:
-        thread.join()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        for thread in threads:
+            thread.join()
+        raise SystemExit(f"not every client could log in: {errors[:3]}") from None
+    time.sleep(warmup)
+    with ProcessCpu() as cpu:
+        for thread in threads:
+            thread.join()
     if errors:
         print(f"{len(errors)} errors, e.g.: {errors[:3]}")
-    return latencies
+    return latencies, errors, cpu.share, tls[0]
 
 
-def report(latencies: dict[str, list[float]], seconds: float, clients: int) -> None:
-    def quantiles(values: list[float]) -> tuple[float, float]:
-        ordered = sorted(values)
-        return ordered[len(ordered) // 2] * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-
-    everything = [value for values in latencies.values() for value in values]
+def report(latencies: dict[str, list[float]], seconds: float, clients: int) -> dict:
+    everything = sorted(value for values in latencies.values() for value in values)
     print(f"{clients} clients, {seconds:.0f} s")
     print(f"{'operation':<16}{'ops':>8}{'ops/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    per_operation = {}
     for name, _ in MIX:
-        values = latencies.get(name, [])
+        values = sorted(latencies.get(name, []))
         if values:
-            p50, p99 = quantiles(values)
+            p50, p99 = quantile(values, 0.5) * 1000, quantile(values, 0.99) * 1000
+            per_operation[name] = {"ops": len(values), "p50_ms": p50, "p99_ms": p99}
             print(f"{name:<16}{len(values):>8}{len(values) / seconds:>9.1f}{p50:>9.1f}{p99:>9.1f}")
-    p50, p99 = quantiles(everything)
+    p50, p99 = quantile(everything, 0.5) * 1000, quantile(everything, 0.99) * 1000
     print(f"{'total':<16}{len(everything):>8}{len(everything) / seconds:>9.1f}{p50:>9.1f}{p99:>9.1f}")
     print(f"mean latency {statistics.fmean(everything) * 1000:.1f} ms")
-
-
-def start_postfach(clients: int, messages: int, scratch: Path) -> tuple[subprocess.Popen, int, list[str]]:
-    """A scratch server with one account per client, filled before it starts."""
-    import asyncio
-
-    from postfach.config import load_config
-    from postfach.store.sqlite import SqliteStore
-    from tests.support.accounts import make_account
-    from tests.support.config import write_config
-    from tests.support.server import ServeProcess
-
-    config_file = write_config(scratch, listeners=("imaps",))
-    config = load_config(config_file, environ={})
-    users = [f"user{n}@bench.test" for n in range(clients)]
-
-    async def fill() -> None:
-        store = await SqliteStore.open(config.db_path, config.blob_dir)
-        for user in users:
-            account = await make_account(store, user, PASSWORD, "10G")
-            inbox = await store.get_folder(account.id, "INBOX")
-            await asyncio.gather(*(store.append(inbox.id, message(n)) for n in range(messages)))
-        await store.close()
-
-    asyncio.run(fill())
-    server = ServeProcess(["--config", str(config_file)])
-    return server, server.addresses["imaps"].port, users
+    return {"clients": clients, "seconds": seconds, "ops": len(everything), "ops_per_s": len(everything) / seconds,
+            "p50_ms": p50, "p99_ms": p99, "per_operation": per_operation}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=0, help="seconds of the mix before measuring")
     parser.add_argument("--messages", type=int, default=200, help="messages per account (own server only)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, help="an IMAPS server already running (else start Postfach)")
-    parser.add_argument("--user-pattern", default="user{n}@bench.test", help="with --port: account names")
-    parser.add_argument("--password", default=PASSWORD)
+    add_target_options(parser, "IMAPS", "user{n}@bench.test")
     options = parser.parse_args()
+    users = [options.user_format.format(n=n) for n in range(options.clients)]
+
+    def measure(port: int, password: str) -> None:
+        latencies, errors, cpu, tls = run_clients(options.host, port, users, password, options.seconds,
+                                                  options.warmup)
+        result = report(latencies, options.seconds, options.clients)
+        print(f"load generator CPU: {cpu:.0%} of one core; {tls}")
+        write_json(options.json, {**result, "errors": len(errors), "generator_cpu": cpu, "tls": tls})
+
     if options.port:
-        users = [options.user_pattern.format(n=n) for n in range(options.clients)]
-        report(run_clients(options.host, options.port, users, options.password, options.seconds),
-               options.seconds, options.clients)
+        measure(options.port, options.password)
         return
     with tempfile.TemporaryDirectory() as scratch:
-        server, port, users = start_postfach(options.clients, options.messages, Path(scratch))
+        mailboxes = {user: [mix_message(n, user) for n in range(options.messages)] for user in users}
+        server = start_postfach(Path(scratch), ("imaps",), mailboxes, options.workers)
         try:
-            report(run_clients("127.0.0.1", port, users, PASSWORD, options.seconds), options.seconds, options.clients)
+            measure(server.addresses["imaps"].port, options.password)
         finally:
             server.stop(signal.SIGTERM)
 

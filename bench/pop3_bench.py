@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import socket
-import ssl
 import statistics
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import PASSWORD, Pop3Client  # noqa: E402
 from store_bench import fill  # noqa: E402
 
 from postfach.auth.passwords import Passwords  # noqa: E402
@@ -37,59 +36,9 @@ from postfach.config import load_config  # noqa: E402
 from postfach.provisioning import Provisioning  # noqa: E402
 from postfach.server import Server  # noqa: E402
 
-PASSWORD = "bench password 123"
-
-
-class Client:
-    """Just enough POP3 to time the server, not the client: whole responses, no line splitting."""
-
-    def __init__(self, host: str, port: int) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        self.sock = context.wrap_socket(socket.create_connection((host, port), timeout=60))
-        self.pending = b""
-        self.line()
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.pending:
-            self.pending += self._recv()
-        line, self.pending = self.pending.split(b"\r\n", 1)
-        if not line.startswith(b"+OK"):
-            raise RuntimeError(line.decode(errors="replace"))
-        return line
-
-    def command(self, text: str) -> bytes:
-        self.sock.sendall(text.encode() + b"\r\n")
-        return self.line()
-
-    def multiline(self, text: str) -> int:
-        """Send a command and read its multi-line answer to the end; returns the octets read."""
-        self.command(text)
-        received, tail = len(self.pending), self.pending[-5:]
-        if self.pending == b".\r\n" or self.pending.endswith(b"\r\n.\r\n"):
-            self.pending = b""
-            return received
-        while not (tail.endswith(b"\r\n.\r\n")):
-            chunk = self._recv()
-            received += len(chunk)
-            tail = (tail + chunk)[-5:]
-        self.pending = b""  # nothing was pipelined after it
-        return received
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        return chunk
-
-    def close(self) -> None:
-        self.command("QUIT")
-        self.sock.close()
-
 
 def time_listing(host: str, port: int, address: str, rounds: int) -> tuple[float, list[float]]:
-    client = Client(host, port)
+    client = Pop3Client(host, port)
     client.command(f"USER {address}")
     started = time.perf_counter()
     client.command(f"PASS {PASSWORD}")
@@ -106,7 +55,7 @@ def time_listing(host: str, port: int, address: str, rounds: int) -> tuple[float
 
 
 def time_retr(host: str, port: int, address: str, rounds: int) -> list[tuple[int, float]]:
-    client = Client(host, port)
+    client = Pop3Client(host, port)
     client.command(f"USER {address}")
     client.command(f"PASS {PASSWORD}")
     results = []

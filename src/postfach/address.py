@@ -8,6 +8,7 @@ although RFC 5321 §2.4 would allow a server to tell them apart.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import idna
@@ -25,6 +26,9 @@ class AddressError(ValueError):
     """A malformed address or domain; the message is one sentence for the user."""
 
 
+# Every SMTP recipient and sender passes here, and IDNA costs more than the rest of RCPT: the
+# few domains a server sees again and again are remembered (an error is not, and is raised anew).
+@functools.lru_cache(maxsize=4096)
 def normalize_domain(text: str) -> str:
     """The ASCII form of a domain name, or AddressError."""
     name = text.strip().rstrip(".")

@@ -13,14 +13,16 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from postfach import dns_records
 from postfach.address import display_address, display_domain
+from postfach.auth.audit_retention import AuditRetention
 from postfach.auth.passwords import Passwords, generate_password
 from postfach.config import Config, ConfigError, find_config_file, load_config
 from postfach.provisioning import InvalidRequest, Provisioning
+from postfach.queue.admin import QueueAdmin
 from postfach.sizes import format_size
 from postfach.store import open_store
 
@@ -48,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_option(sub, argparse.SUPPRESS)
         return sub
 
-    command(commands, "serve", "start every configured listener")
+    serve = command(commands, "serve", "start every configured listener")
+    serve.add_argument(
+        "--workers", type=_worker_count, metavar="N", help="processes sharing the listeners (default: one per core)"
+    )
 
     domain = command(commands, "domain", "hosted domains").add_subparsers(dest="action", required=True)
     for action, help_text in (("add", "host a domain"), ("remove", "stop hosting a domain without mailboxes")):
@@ -92,7 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     audit = command(commands, "audit", "login attempts, newest first")
     audit.add_argument("address", nargs="?", help="only this mailbox's")
     audit.add_argument("--limit", type=int, default=50, metavar="N", help="at most N attempts (default 50)")
+    audit.add_argument(
+        "--prune", action="store_true", help="instead: delete the attempts older than audit.retention_days (90)"
+    )
     audit.set_defaults(action="list")
+
+    queue = command(commands, "queue", "the outbound queue: mail waiting to leave").add_subparsers(
+        dest="action", required=True
+    )
+    command(queue, "list", "id, sender, recipients, attempts, next attempt, last error, age").add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="at most N entries, soonest first (default 1000)"
+    )
+    retry = command(queue, "retry", "make an entry due now (a running server tries it within a minute)")
+    retry.add_argument("id", nargs="?", type=_queue_id)
+    retry.add_argument("--all", action="store_true", help="every entry (one being delivered right now is left)")
+    command(queue, "remove", "delete an entry WITHOUT telling its sender ('queue bounce' tells them)").add_argument(
+        "id", type=_queue_id
+    )
+    command(queue, "bounce", "return an entry to its sender with a delivery status notification").add_argument(
+        "id", type=_queue_id
+    )
 
     alias = command(commands, "alias", "aliases; @domain as the address is a catch-all").add_subparsers(
         dest="action", required=True
@@ -134,6 +158,18 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (write it as YYYY-MM-DD)") from None
+
+
+def _queue_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a queue entry's ID (see 'postfach queue list')")
+    return int(text)
+
+
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to 256")
+    return int(text)
 
 
 def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
@@ -283,6 +319,14 @@ async def _quarantine_release(p: Provisioning, args) -> None:
 
 
 async def _audit(p: Provisioning, args) -> None:
+    if args.prune:
+        if args.address:
+            raise UsageError("--prune deletes old attempts of every mailbox; give it no address")
+        retention = AuditRetention(p.store, args.settings.audit_retention_days)
+        removed = await retention.prune()
+        days = f"{retention.days} day{'' if retention.days == 1 else 's'}"
+        print(f"deleted {removed} login attempt(s) older than {days}")
+        return
     for attempt in await p.login_attempts(args.address, args.limit):
         credential = f"app password {attempt.credential}" if attempt.credential else "password"
         print(
@@ -347,6 +391,70 @@ async def _vacation_show(p: Provisioning, args) -> None:
     print(f"from: {vacation.start}\nto: {vacation.end}\nsubject: {vacation.subject}\n\n{vacation.body}")
 
 
+def _age(seconds: float) -> str:
+    minutes = max(0, int(seconds)) // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def _sender(entry) -> str:
+    return f"<{display_address(entry.sender) if entry.sender else ''}>"
+
+
+def _recipients(entry) -> str:
+    return ", ".join(display_address(address) for address in entry.pending)
+
+
+def _queue_entry(entry) -> str:
+    return f"{entry.id} (from {_sender(entry)} to {_recipients(entry)})"
+
+
+async def _queue_list(p: Provisioning, args) -> None:
+    entries, more = await QueueAdmin(p.store, args.settings.hostname).entries(args.limit)
+    now = datetime.now(timezone.utc)
+    for entry in entries:
+        upcoming = "being delivered now" if entry.held_at(now) else _time(entry.next_attempt)
+        error = " ".join((entry.last_error or "-").split())  # one line, no tabs: a remote reply may hold both
+        age = _age((now - entry.created_at).total_seconds())
+        print(f"{entry.id}\t{_sender(entry)}\t{_recipients(entry)}\t{entry.attempts}\t{upcoming}\t{error}\t{age}")
+    if more:
+        print(f"postfach: the queue holds more than these {args.limit}; give --limit N for more", file=sys.stderr)
+
+
+async def _queue_retry(p: Provisioning, args) -> None:
+    if (args.id is None) != args.all:
+        raise UsageError("give a queue entry's ID, or --all for every entry (not both)")
+    count = await QueueAdmin(p.store, args.settings.hostname).retry(args.id)
+    if args.id is not None:
+        print(f"queue entry {args.id} is due now")
+    else:
+        print(f"{count} queue {'entry is' if count == 1 else 'entries are'} due now")
+
+
+async def _queue_remove(p: Provisioning, args) -> None:
+    entry = await QueueAdmin(p.store, args.settings.hostname).remove(args.id)
+    print(f"removed queue entry {_queue_entry(entry)}; its sender was not told")
+
+
+async def _queue_bounce(p: Provisioning, args) -> None:
+    # Imported here: only this command needs the delivery pipeline and what it loads.
+    from postfach.delivery.pipeline import DeliveryPipeline
+    from postfach.delivery.srs import Srs, load_secret
+
+    config = args.settings
+    admin = QueueAdmin(p.store, config.hostname)
+    # A DSN for a sender elsewhere is queued (admin is the pipeline's outbound); an SRS sender
+    # of our forwarding is turned back into the original one, as for any bounce.
+    srs = Srs(await asyncio.to_thread(load_secret, config.data_dir))
+    entry = await admin.bounce(args.id, DeliveryPipeline(p.store, config.hostname, outbound=admin, srs=srs))
+    print(f"returned queue entry {_queue_entry(entry)} to its sender with a delivery status notification")
+
+
 _ADMIN: dict[tuple[str, str], Callable[[Provisioning, argparse.Namespace], Awaitable[None]]] = {
     ("domain", "add"): _domain_add,
     ("domain", "remove"): _domain_remove,
@@ -363,6 +471,10 @@ _ADMIN: dict[tuple[str, str], Callable[[Provisioning, argparse.Namespace], Await
     ("quarantine", "list"): _quarantine_list,
     ("quarantine", "release"): _quarantine_release,
     ("audit", "list"): _audit,
+    ("queue", "list"): _queue_list,
+    ("queue", "retry"): _queue_retry,
+    ("queue", "remove"): _queue_remove,
+    ("queue", "bounce"): _queue_bounce,
     ("alias", "add"): _alias_add,
     ("alias", "remove"): _alias_remove,
     ("alias", "list"): _alias_list,
@@ -382,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from postfach.server import serve
 
-            return serve(config)
+            return serve(config, args.workers)
         asyncio.run(_run_admin(args, config))
     except (UsageError, ConfigError, InvalidRequest) as error:
         for line in str(error).splitlines() or [type(error).__name__]:

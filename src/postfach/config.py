@@ -18,6 +18,8 @@ Invariants of a `Config` that `load_config` returns:
 - `listen` holds exactly the listeners to start, no two on the same address
   (port 0, "any free port", excepted);
 - `tls_cert` and `tls_key` are both None or both name files that load together;
+- so does every pair in `tls_certificates`, whose names are normalised like `hostname`
+  (a wildcard as "*." and such a name);
 - `store_url` is normalised: "sqlite:///abs/path" (empty authority, absolute path).
 
 Every mistake is reported, not only the first: `ConfigError.problems` holds one
@@ -34,7 +36,6 @@ import difflib
 import ipaddress
 import os
 import socket
-import ssl
 import tempfile
 import tomllib
 import types
@@ -45,12 +46,16 @@ from typing import Any
 
 from postfach.config_values import (
     SQLITE_FILE_NAME,
+    CertificatePair,
     Invalid,
     ListenAddress,
+    certificate_problems,
     describe,
     int_range,
     normalise_dns_name,
+    os_error_text,
     parse_bool,
+    parse_certificates,
     parse_connection_limit,
     parse_delay,
     parse_duration,
@@ -108,6 +113,8 @@ class Config:
     tls_key: Path | None
     store_url: str
     config_file: Path | None
+    # Processes serving the listeners (`postfach serve --workers N` overrides it).
+    workers: int = 1
     # USER/PASS and AUTH without TLS, from loopback clients only (a local webmail, fetchmail).
     allow_plaintext_on_loopback: bool = False
     pop3_idle_timeout: int = 600  # seconds; RFC 1939 §3 asks for at least 600, tests use less
@@ -130,6 +137,8 @@ class Config:
     dns_timeout: int = 5  # seconds: the most the DNS checks of one message may take
     # Static routes: mail for a domain goes to this host:port instead of the domain's MX.
     routes: Mapping[str, ListenAddress] = field(default_factory=lambda: types.MappingProxyType({}))
+    # The certificate to present, by SNI name ("*.example.org" for one more label); others get tls_cert.
+    tls_certificates: Mapping[str, CertificatePair] = field(default_factory=lambda: types.MappingProxyType({}))
     # Login quarantine and throttling (postfach.auth.quarantine; README "Login security").
     auth_quarantine_failures: int = 3  # wrong passwords that put a credential in quarantine
     auth_quarantine_seconds: float = 600.0  # how long; another new wrong password restarts it
@@ -143,6 +152,7 @@ class Config:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    audit_retention_days: int = 90  # login attempts older than this are deleted
 
     @property
     def db_path(self) -> Path:
@@ -183,6 +193,7 @@ SETTINGS: dict[str, Setting] = {
     for setting in [
         Setting("data_dir", str, parse_path),
         Setting("hostname", str, parse_hostname),
+        Setting("workers", int, int_range(1, 256)),
         *(Setting(f"listen.{name}", str, parse_listen, optional=True) for name in LISTENER_NAMES),
         Setting("tls.cert", str, parse_path, optional=True),
         Setting("tls.key", str, parse_path, optional=True),
@@ -217,11 +228,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("queue.retry_delays", list, parse_durations),
         Setting("dns.nameservers", list, parse_nameservers),
         Setting("dns.timeout", int, parse_seconds),
+        Setting("audit.retention_days", int, int_range(1, 36_500)),
     ]
 }
 # [routes] is a table whose keys are the operator's domains, so it is no row of SETTINGS (and
 # has no environment variable): it is read whole and parsed as one value.
 ROUTES = Setting("routes", dict, parse_routes)
+TLS_CERTIFICATES = Setting("tls.certificates", dict, parse_certificates)  # likewise, keyed by domain
+DOMAIN_TABLES = {setting.key: setting for setting in (ROUTES, TLS_CERTIFICATES)}
 TABLES = sorted({s.table for s in SETTINGS.values() if s.table} | {ROUTES.key})
 
 _TOML_TYPE_NAMES = {
@@ -270,7 +284,7 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        problems.append(f"{path}: cannot read the config file: {_os_reason(exc)}")
+        problems.append(f"{path}: cannot read the config file: {os_error_text(exc)}")
         return None
     try:
         text = data.decode("utf-8")
@@ -290,19 +304,22 @@ def _collect_file(document: dict[str, Any], path: Path, raw: dict[str, _Raw], pr
     base = path.parent
     top_keys = [s.key for s in SETTINGS.values() if s.table is None]
     for name, value in document.items():
-        if name == ROUTES.key:
-            _take(ROUTES, value, path, base, raw, problems)
+        if name in DOMAIN_TABLES:
+            _take(DOMAIN_TABLES[name], value, path, base, raw, problems)
         elif name in TABLES:
             if not isinstance(value, dict):
                 problems.append(f"{path}: {name}: expected a table, got {describe(value)}")
                 continue
-            known = [s.key.split(".", 1)[1] for s in SETTINGS.values() if s.table == name]
+            in_table = {
+                s.key.split(".", 1)[1]: s for s in (*SETTINGS.values(), *DOMAIN_TABLES.values()) if s.table == name
+            }
+            known = list(in_table)
             for key, item in value.items():
                 if key not in known:
                     suggestion = _suggest(key, known, lambda k: f'"{name}.{k}"')
                     problems.append(f'{path}: unknown key "{name}.{key}" in [{name}]{suggestion}')
                 else:
-                    _take(SETTINGS[f"{name}.{key}"], item, path, base, raw, problems)
+                    _take(in_table[key], item, path, base, raw, problems)
         elif name in SETTINGS:
             _take(SETTINGS[name], value, path, base, raw, problems)
         elif isinstance(value, dict):
@@ -428,33 +445,8 @@ def _check_tls(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str]
         return
     if cert is None:
         return
-    readable = True
-    for what, path, setting_key in (("certificate", cert, "tls.cert"), ("key", key, "tls.key")):
-        try:
-            with open(path, "rb") as file:
-                file.read(1)
-        except OSError as exc:
-            origin = raw[setting_key].origin
-            problems.append(f'{origin}: {what} file "{path}" cannot be read: {_os_reason(exc)}')
-            readable = False
-    if not readable:
-        return
-    asked_for_password = False
-
-    def no_password() -> bytes:
-        nonlocal asked_for_password
-        asked_for_password = True
-        return b""  # never prompt on the terminal
-
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=no_password)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        if asked_for_password:
-            reason = "the key is encrypted; postfach needs an unencrypted key"
-        else:
-            reason = _ssl_reason(exc)
-        origin = raw["tls.cert"].origin
-        problems.append(f'{origin}: certificate "{cert}" and key "{key}" do not load together ({reason})')
+    for which, text in certificate_problems(CertificatePair(cert, key)):
+        problems.append(f"{raw[f'tls.{which}'].origin}: {text}")
 
 
 def _check_auth(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str]) -> None:
@@ -469,17 +461,6 @@ def _check_auth(values: dict[str, Any], raw: dict[str, _Raw], problems: list[str
     if most < delay:
         key = "auth.throttle_max_delay" if "auth.throttle_max_delay" in raw else "auth.throttle_delay"
         problems.append(f"{raw[key].origin}: the longest delay ({most} s) is shorter than the first ({delay} s)")
-
-
-def _os_reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
-
-
-def _ssl_reason(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None)
-    if reason:
-        return reason.lower().replace("_", " ")
-    return str(exc).lower()
 
 
 def _prepare_data_dir(path: Path, origin: str, problems: list[str]) -> list[Path]:
@@ -502,7 +483,7 @@ def _prepare_data_dir(path: Path, origin: str, problems: list[str]) -> list[Path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        problems.append(f'{origin}: cannot create the data directory "{path}": {_os_reason(exc)}')
+        problems.append(f'{origin}: cannot create the data directory "{path}": {os_error_text(exc)}')
         return []
     created = [p for p in missing if p.is_dir()]  # deepest first
     try:
@@ -510,7 +491,7 @@ def _prepare_data_dir(path: Path, origin: str, problems: list[str]) -> list[Path
         os.close(fd)
         os.unlink(probe_name)
     except OSError as exc:
-        problems.append(f'{origin}: the data directory "{path}" is not writable: {_os_reason(exc)}')
+        problems.append(f'{origin}: the data directory "{path}" is not writable: {os_error_text(exc)}')
     return created
 
 
@@ -548,9 +529,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> C
         if item.value is None:
             continue
         try:
-            value = (ROUTES if key == ROUTES.key else SETTINGS[key]).parse(item.value, item.base)
+            value = (DOMAIN_TABLES.get(key) or SETTINGS[key]).parse(item.value, item.base)
         except Invalid as exc:
-            problems.append(f"{item.origin}: {exc}")
+            problems.extend(f"{item.origin}: {part}" for part in exc.parts)
             continue
         if raw[key] is item:
             values[key] = value
@@ -585,6 +566,7 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         tls_key=values.get("tls.key"),
         store_url=values.get("store.url") or f"sqlite://{data_dir / SQLITE_FILE_NAME}",
         config_file=config_file,
+        workers=values.get("workers") or os.cpu_count() or 1,
         allow_plaintext_on_loopback=values.get("auth.allow_plaintext_on_loopback", False),
         pop3_idle_timeout=values.get("pop3.idle_timeout", 600),
         pop3_exclusive_lock=values.get("pop3.exclusive_lock", False),
@@ -614,7 +596,9 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         queue_retry_delays=values.get("queue.retry_delays", Config.queue_retry_delays),
         dns_nameservers=values.get("dns.nameservers", ()),
         dns_timeout=values.get("dns.timeout", Config.dns_timeout),
+        audit_retention_days=values.get("audit.retention_days", Config.audit_retention_days),
         routes=values.get("routes", types.MappingProxyType({})),
+        tls_certificates=values.get("tls.certificates", types.MappingProxyType({})),
         **{
             field_name: values[key]
             for key, field_name in _AUTH_FIELDS.items()

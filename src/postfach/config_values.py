@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +53,15 @@ def describe(value: Any) -> str:
 
 
 class Invalid(ValueError):
-    """A value is wrong; the message is the rest of a sentence after "where: "."""
+    """A value is wrong; the message is the rest of a sentence after "where: ".
+
+    A table of many entries (one per domain) can be wrong in several ways at once: then `parts`
+    holds one sentence rest per mistake, so that every mistake is reported, not only the first.
+    """
+
+    def __init__(self, *parts: str) -> None:
+        super().__init__("; ".join(parts))
+        self.parts = parts
 
 
 def parse_path(value: str, base: Path) -> Path:
@@ -255,6 +264,131 @@ def parse_routes(value: dict, base: Path) -> types.MappingProxyType:
             raise Invalid(f'route for "{domain}": {exc}') from None
     return types.MappingProxyType(routes)
 
+
+
+# Far more than any certificate chain; a file that is no certificate (a device, a log) is not read to its end.
+PEM_FILE_MOST = 1 << 20
+
+
+@dataclass(frozen=True)
+class CertificatePair:
+    cert: Path  # PEM: the certificate, then the intermediates a client needs ("fullchain.pem")
+    key: Path  # PEM: its private key, unencrypted
+
+
+def os_error_text(exc: OSError) -> str:
+    """The system's reason in lower case, to end a sentence: "no such file or directory"."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def _ssl_error_text(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    if reason:
+        return reason.lower().replace("_", " ")
+    return str(exc).lower()
+
+
+def certificate_problems(pair: CertificatePair) -> list[tuple[str, str]]:
+    """Why `pair` cannot serve TLS, as (the file at fault: "cert" or "key", the rest of a sentence).
+
+    Empty when both files load together as the server will load them. A file that cannot be
+    read, or holds no PEM block of its kind (DER, or cert and key swapped), is named on its
+    own; a pair that does not load together (the key of another certificate, an encrypted
+    key) is put on "cert".
+    """
+    problems = []
+    for which, what, path, marker in (
+        ("cert", "certificate", pair.cert, b"-----BEGIN CERTIFICATE-----"),
+        ("key", "key", pair.key, b"PRIVATE KEY-----"),  # PKCS#8, RSA, EC and ENCRYPTED alike
+    ):
+        try:
+            with open(path, "rb") as file:
+                head = file.read(PEM_FILE_MOST)
+        except OSError as exc:
+            problems.append((which, f'{what} file "{path}" cannot be read: {os_error_text(exc)}'))
+            continue
+        # OpenSSL's own words for this are "PEM lib", which says nothing to an operator.
+        if marker not in head:
+            problems.append((which, f'{what} file "{path}" holds no PEM {what}'))
+    if problems:
+        return problems
+    asked_for_password = False
+
+    def no_password() -> bytes:
+        nonlocal asked_for_password
+        asked_for_password = True
+        return b""  # never prompt on the terminal
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(pair.cert, pair.key, password=no_password)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        if asked_for_password:
+            reason = "the key is encrypted; postfach needs an unencrypted key"
+        else:
+            reason = _ssl_error_text(exc)
+        return [("cert", f'certificate "{pair.cert}" and key "{pair.key}" do not load together ({reason})')]
+    return []
+
+
+def normalise_certificate_name(value: str) -> str:
+    """A name a certificate is chosen for: a DNS name or "*." and one, as normalise_dns_name does it."""
+    if not value.startswith("*.") and "*" not in value:
+        return normalise_dns_name(value)
+    parent = value[2:]
+    if not value.startswith("*.") or "*" in parent:
+        raise Invalid(f'"{value}": a wildcard must be the whole first label, as in "*.example.org"')
+    parent = normalise_dns_name(parent)
+    # "*.org" would claim a whole top-level domain; clients refuse such a certificate anyway
+    # (RFC 6125 §7.2).
+    if "." not in parent:
+        raise Invalid(f'"{value}": a wildcard needs at least two labels after "*."')
+    return "*." + parent
+
+
+def parse_certificates(value: dict, base: Path) -> types.MappingProxyType:
+    """[tls.certificates."domain"] cert = "...", key = "...": the pair to present for that SNI name.
+
+    Both files are loaded here, as tls.cert and tls.key are. Each domain is a setting of its
+    own, so every mistake in every entry is reported (as `Invalid.parts`).
+    """
+    pairs: dict[str, CertificatePair] = {}
+    written: dict[str, str] = {}  # normalised name -> the name as the file writes it
+    parts: list[str] = []
+    for name, entry in value.items():
+        try:
+            domain = normalise_certificate_name(name)
+        except Invalid as exc:
+            parts.append(str(exc))
+            continue
+        if domain in written:
+            parts.append(f'"{name}" names the same domain as "{written[domain]}"')
+            continue
+        written[domain] = name
+        if not isinstance(entry, dict):
+            parts.append(f'"{name}" must be a table with cert and key, got {describe(entry)}')
+            continue
+        entry_parts = [
+            f'"{name}": unknown key "{key}" (known: "cert", "key")' for key in entry if key not in ("cert", "key")
+        ]
+        paths = {}
+        for which in ("cert", "key"):
+            if which not in entry:
+                entry_parts.append(f'"{name}": {which} is not set')
+            elif not isinstance(entry[which], str):
+                entry_parts.append(f'"{name}": {which}: expected a string, got {describe(entry[which])}')
+            else:
+                try:
+                    paths[which] = parse_path(entry[which], base)
+                except Invalid as exc:
+                    entry_parts.append(f'"{name}": {which} {exc}')
+        if not entry_parts:
+            pair = CertificatePair(paths["cert"], paths["key"])
+            entry_parts = [f'"{name}": {text}' for _, text in certificate_problems(pair)]
+            pairs[domain] = pair
+        parts.extend(entry_parts)
+    if parts:
+        raise Invalid(*parts)
+    return types.MappingProxyType(pairs)
 
 def parse_store_url(value: str, base: Path) -> str:
     scheme, colon, rest = value.partition(":")

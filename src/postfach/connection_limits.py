@@ -6,42 +6,75 @@ sessions (a sync tool run twenty times) is refused at login. Each protocol
 has its own `ConnectionLimits`, shared by all of its listeners (imap and
 imaps, pop3 and pop3s, smtp, submission and submissions); POP3 and SMTP limit
 addresses only (`per_account=None`).
+
+The counts live in `Slots`: in this process (`LocalSlots`) when one process
+serves, or with the supervisor (`postfach.broker.BrokerSlots`) when several
+worker processes share the listeners, so that a limit holds for the whole
+server and not per process.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
+
+
+class Slots(Protocol):
+    """Named counters with a limit: `acquire` counts one unless `limit` are taken already."""
+
+    async def acquire(self, kind: str, key: str, limit: int) -> bool: ...
+
+    def release(self, kind: str, key: str) -> None: ...
+
+
+class LocalSlots:
+    def __init__(self) -> None:
+        self._taken: Counter[tuple[str, str]] = Counter()
+
+    async def acquire(self, kind: str, key: str, limit: int) -> bool:
+        return self.take(kind, key, limit)
+
+    def take(self, kind: str, key: str, limit: int) -> bool:
+        """`acquire` without the coroutine, for the supervisor that keeps every worker's counts."""
+        if self._taken[kind, key] >= limit:
+            return False
+        self._taken[kind, key] += 1
+        return True
+
+    def release(self, kind: str, key: str) -> None:
+        self._taken[kind, key] -= 1
+        if self._taken[kind, key] <= 0:
+            del self._taken[kind, key]
+
+    def taken(self, kind: str, key: str) -> int:
+        return self._taken[kind, key]
 
 
 class ConnectionLimits:
-    def __init__(self, per_address: int, per_account: int | None = None) -> None:
+    def __init__(
+        self, protocol: str, per_address: int, per_account: int | None = None, *, slots: Slots | None = None
+    ) -> None:
         self.per_address = per_address
         self.per_account = per_account
-        self._addresses: Counter[str] = Counter()
-        self._accounts: Counter[int] = Counter()
+        self._slots = slots or LocalSlots()
+        self._address_kind = f"{protocol}-address"
+        self._account_kind = f"{protocol}-account"
 
-    def open(self, address: str) -> bool:
+    async def open(self, address: str) -> bool:
         """Count a new connection from `address`; False (and nothing counted) when it is one too many."""
-        if self._addresses[address] >= self.per_address:
-            return False
-        self._addresses[address] += 1
-        return True
+        return await self._slots.acquire(self._address_kind, address, self.per_address)
 
     def close(self, address: str) -> None:
-        self._addresses[address] -= 1
-        if self._addresses[address] <= 0:
-            del self._addresses[address]
+        self._slots.release(self._address_kind, address)
 
-    def log_in(self, account_id: int) -> bool:
-        if self.per_account is not None and self._accounts[account_id] >= self.per_account:
-            return False
-        self._accounts[account_id] += 1
-        return True
+    async def log_in(self, account_id: int) -> bool:
+        if self.per_account is None:
+            return True
+        return await self._slots.acquire(self._account_kind, str(account_id), self.per_account)
 
     def log_out(self, account_id: int) -> None:
-        self._accounts[account_id] -= 1
-        if self._accounts[account_id] <= 0:
-            del self._accounts[account_id]
+        if self.per_account is not None:
+            self._slots.release(self._account_kind, str(account_id))
 
 
 def peer_host(peer: str) -> str:

@@ -228,10 +228,17 @@ class QueuedMessage:
     attempts: int
     last_error: str | None
     recipients: tuple[QueuedRecipient, ...]
+    # The lease of the process trying it now; after `claimed_until` anyone may take it over.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
 
     @property
     def pending(self) -> tuple[str, ...]:
         return tuple(r.address for r in self.recipients if r.state == "pending")
+
+    def held_at(self, moment: datetime) -> bool:
+        """Whether a process holds the entry's lease at `moment` (is trying it then)."""
+        return self.claimed_until is not None and self.claimed_until > moment
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,16 +10,24 @@ Invariants:
 - the key file is mode 0600 from the moment it exists; both files are
   replaced atomically (temp file, fsync, rename, fsync of the directory), key
   first, so a crash leaves the old pair, or a new key with an old certificate,
-  which the key check above then repairs.
+  which the key check above then repairs;
+- every handshake presents the certificate for the client's SNI name: the
+  configured one for that name, else for "*." and its parent, else the default
+  (tls.cert, or the self-signed one); every context has the same policy;
+- a reload (SIGHUP) changes no context a connection may be using: it builds new
+  ones and swaps them in, and keeps the old ones for a pair that fails to load.
 """
 
 from __future__ import annotations
 
 import fcntl
 import ipaddress
+import logging
 import os
 import ssl
 import tempfile
+import threading
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,7 +36,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from postfach.config import Config
+from postfach.config import CertificatePair, Config
+from postfach.config_values import certificate_problems, os_error_text
+
+log = logging.getLogger(__name__)
 
 SELF_SIGNED_CERT = "selfsigned-cert.pem"
 SELF_SIGNED_KEY = "selfsigned-key.pem"
@@ -180,7 +191,7 @@ def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
 # --- contexts ---------------------------------------------------------------
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+def server_context(cert: Path, key: Path, alpn: Sequence[str] = ()) -> ssl.SSLContext:
     """A server context for every listener (implicit TLS and STARTTLS alike).
 
     - TLS 1.2 and 1.3 only: TLS 1.0/1.1 lack AEAD suites and are deprecated
@@ -200,6 +211,8 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
       connection in seven. So none are sent (num_tickets = 0); every TLS 1.3
       connection makes a full ECDHE handshake, which forward secrecy wants
       anyway.
+    - `alpn`: the application protocols offered (RFC 7301), the server's
+      order preferred; none for the mail protocols.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -213,6 +226,8 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
         | ssl.OP_SINGLE_ECDH_USE
     )
     context.num_tickets = 0
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     context.load_cert_chain(cert, key, password=_refuse_password)
     return context
 
@@ -220,3 +235,124 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
 def _refuse_password() -> bytes:
     # A server cannot ask for a pass phrase at start-up; never prompt on the terminal.
     raise ssl.SSLError("the TLS key is encrypted; postfach needs an unencrypted key")
+
+
+# --- certificates by SNI name -------------------------------------------------
+
+
+def certificate_name(server_name: str | None, names: Collection[str]) -> str | None:
+    """Which of `names` (normalised as config.py does) serves `server_name`; None: the default.
+
+    The exact name wins over a wildcard; "*.example.org" stands for exactly one more label
+    (RFC 6125 §6.4.3), so neither "example.org" nor "a.b.example.org" match it.
+    """
+    if server_name is None:  # the client sent no SNI
+        return None
+    # RFC 6066 §3: the name is an A-label without a trailing dot, but clients keep its case.
+    name = server_name.lower().removesuffix(".")
+    if name in names:
+        return name
+    _, dot, parent = name.partition(".")
+    if dot and f"*.{parent}" in names:
+        return f"*.{parent}"
+    return None
+
+
+class Certificates:
+    """The default certificate and one per configured SNI name, and the contexts presenting them.
+
+    Each listener (implicit TLS or STARTTLS) gets a context of its own from `server_context`,
+    so each keeps its own session cache. Its SNI callback, which OpenSSL calls in every
+    handshake, with a server name or without, hands the connection over to the context that
+    holds the certificate for that name, taken from one table shared by all listeners. So
+    a reload swaps that table, and never loads into a context in use: OpenSSL would let the
+    new certificate replace the old one and then drop the old key when the new one does not
+    match it, and one bad file would leave a context without a usable certificate.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._pairs: dict[str | None, CertificatePair] = {}  # None: the default pair
+        # By ALPN protocols, by name as in _pairs. Never changed once published, only replaced,
+        # because the SNI callback reads it on the event loop while a reload runs in a thread.
+        self._contexts: dict[tuple[str, ...], dict[str | None, ssl.SSLContext]] = {}
+        self._lock = threading.Lock()  # one load or reload at a time
+
+    def load(self) -> None:
+        """Read every certificate and key (making the self-signed pair if needed); raises if one fails.
+
+        Blocking: run it off the event loop.
+        """
+        with self._lock:
+            default = CertificatePair(*ensure_certificate(self._config))
+            self._pairs = {None: default, **self._config.tls_certificates}
+            self._contexts = {}
+
+    def server_context(self, alpn: Sequence[str] = ()) -> ssl.SSLContext:
+        """A new context for one listener: `tls.server_context`'s policy, the certificate by SNI name."""
+        protocols = tuple(alpn)
+        with self._lock:
+            assert self._pairs, "load() the certificates first"
+            if protocols not in self._contexts:
+                # The context switched to must offer the same ALPN protocols: OpenSSL asks the
+                # switched-to context's ALPN callback, after the SNI callback has run.
+                table = {name: server_context(pair.cert, pair.key, protocols) for name, pair in self._pairs.items()}
+                self._contexts = {**self._contexts, protocols: table}
+            default = self._pairs[None]
+        context = server_context(default.cert, default.key, protocols)
+
+        def choose(ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            table = self._contexts[protocols]
+            ssl_object.context = table[certificate_name(server_name, table)]
+
+        context.sni_callback = choose
+        return context
+
+    def reload(self) -> list[str]:
+        """Re-read every certificate and key file (SIGHUP), renewing the self-signed pair if due.
+
+        New handshakes present what was read; open connections keep what they have. A pair that
+        fails keeps its old certificate and is logged as an error, one sentence per mistake;
+        returns those sentences. Blocking: run it off the event loop.
+        """
+        with self._lock:
+            if not self._contexts:
+                return []  # no listener yet: each will read the files as they are when it starts
+            problems: list[str] = []
+            failed = 0
+            contexts: dict[tuple[str, ...], dict[str | None, ssl.SSLContext]] = {alpn: {} for alpn in self._contexts}
+            for name, pair in self._pairs.items():
+                fresh, reasons = self._reload_pair(name, pair)
+                for alpn, context in fresh.items():
+                    contexts[alpn][name] = context
+                label = "default TLS certificate" if name is None else f'TLS certificate for "{name}"'
+                problems += [f"{label} not reloaded, the old one stays in use: {reason}" for reason in reasons]
+                failed += bool(reasons)
+            self._contexts = contexts
+        for problem in problems:
+            log.error("%s", problem)
+        log.info("reloaded %d of %d TLS certificates", len(self._pairs) - failed, len(self._pairs))
+        return problems
+
+    def _reload_pair(
+        self, name: str | None, pair: CertificatePair
+    ) -> tuple[dict[tuple[str, ...], ssl.SSLContext], list[str]]:
+        """`pair`'s contexts by ALPN protocols, read anew; or its old ones, and why not."""
+        old = {alpn: table[name] for alpn, table in self._contexts.items()}
+        if name is None and self._config.tls_cert is None:
+            try:
+                ensure_certificate(self._config)
+            except OSError as exc:
+                return old, [f"the self-signed certificate cannot be renewed: {_error_text(exc)}"]
+        try:
+            return {alpn: server_context(pair.cert, pair.key, alpn) for alpn in self._contexts}, []
+        except OSError as exc:  # ssl.SSLError is one too
+            # Say which file is wrong and how, in the words config.py uses at start-up; a file
+            # fixed again since the load failed leaves only the error itself.
+            return old, [text for _, text in certificate_problems(pair)] or [_error_text(exc)]
+
+
+def _error_text(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc)
+    return f'"{exc.filename}": {os_error_text(exc)}' if exc.filename else os_error_text(exc)

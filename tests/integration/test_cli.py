@@ -4,7 +4,8 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+import time
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from postfach.auth.authenticator import Authenticator, AuthFailure, FailureReaso
 from postfach.auth.passwords import GENERATED_ALPHABET, Passwords
 from postfach.cli import main
 from postfach.config import load_config
-from postfach.model import Account
+from postfach.model import INBOX, Account, LoginAttempt
 from postfach.store.sqlite import SqliteStore
 from tests.support.config import write_config
 from tests.support.database import snapshot
@@ -261,3 +262,180 @@ def test_refusal_exit_code_from_the_real_command(config_file):
                           stdin="a good long password\n")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("postfach: ")
+
+
+# ---------------------------------------------------------------- the outbound queue
+
+
+QUEUED = b"From: alice@example.com\r\nTo: x@remote.example\r\nSubject: Queued\r\n\r\nsecret body\r\n"
+HOLDER = "mail.example.com:4242:cafe"  # a worker's lease owner
+
+
+async def _with_store(config_file: Path, work):
+    config = load_config(config_file, environ={})
+    store = await SqliteStore.open(config.db_path, config.blob_dir)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def enqueue(config_file, sender, recipients, *, next_attempt=None, error=None, holder=None) -> int:
+    """A queue entry as the server leaves it: tried once with `error`, held by `holder`'s lease."""
+
+    async def work(store):
+        entry = await store.enqueue(sender, recipients, await store.store_blob(QUEUED), next_attempt)
+        if error:
+            outcomes = {recipient: ("pending", error) for recipient in recipients}
+            await store.record_attempt(entry.id, outcomes, next_attempt or time.time(), error)
+        if holder:
+            await store.claim_queued(entry.id, holder, time.time(), 3600)
+        return entry.id
+
+    return asyncio.run(_with_store(config_file, work))
+
+
+def queue_of(config_file):
+    return asyncio.run(_with_store(config_file, lambda store: store.list_queue()))
+
+
+def postfach(config_file, *args):
+    return run_postfach(*args, "--config", str(config_file))
+
+
+def test_queue_list_retry_and_remove_through_the_real_command(config_file, example):
+    later = int(time.time()) + 3600
+    first = enqueue(config_file, "alice@example.com", ["x@remote.example", "y@xn--bcher-kva.example"],
+                    next_attempt=later, error="451 4.3.0 Try\tagain\nlater")
+    bounce = enqueue(config_file, "", ["z@remote.example"], next_attempt=later)
+    listed = postfach(config_file, "queue", "list")
+    assert listed.returncode == 0 and listed.stderr == ""
+    when = datetime.fromtimestamp(later).strftime("%Y-%m-%d %H:%M:%S")
+    assert [line.split("\t") for line in listed.stdout.splitlines()] == [
+        [str(first), "<alice@example.com>", "x@remote.example, y@bücher.example", "1", when,
+         "451 4.3.0 Try again later", "0m"],
+        [str(bounce), "<>", "z@remote.example", "0", when, "-", "0m"],
+    ]
+
+    retried = postfach(config_file, "queue", "retry", str(first))
+    assert (retried.returncode, retried.stdout) == (0, f"queue entry {first} is due now\n")
+    assert [entry.id for entry in queue_of(config_file)] == [first, bounce]  # first is due, bounce later
+    assert queue_of(config_file)[0].next_attempt.timestamp() <= time.time()
+    everything = postfach(config_file, "queue", "retry", "--all")
+    assert (everything.returncode, everything.stdout) == (0, "2 queue entries are due now\n")
+    assert all(entry.next_attempt.timestamp() <= time.time() for entry in queue_of(config_file))
+
+    removed = postfach(config_file, "queue", "remove", str(bounce))
+    assert removed.returncode == 0
+    assert removed.stdout == f"removed queue entry {bounce} (from <> to z@remote.example); its sender was not told\n"
+    assert [entry.id for entry in queue_of(config_file)] == [first]
+    assert len(postfach(config_file, "queue", "list").stdout.splitlines()) == 1
+
+
+def test_queue_list_shows_an_entry_being_delivered_and_says_when_it_shows_only_some(config_file, example, cli):
+    held = enqueue(config_file, "alice@example.com", ["x@remote.example"], holder=HOLDER)
+    enqueue(config_file, "alice@example.com", ["y@remote.example"], next_attempt=time.time() + 60)
+    code, out, err = cli("queue", "list", "--limit", "1")
+    assert code == 0 and out.split("\t")[0] == str(held) and out.split("\t")[4] == "being delivered now"
+    assert err == "postfach: the queue holds more than these 1; give --limit N for more\n"
+
+
+def test_queue_bounce_returns_the_mail_to_a_local_sender_as_a_dsn(config_file, example):
+    queued = enqueue(config_file, "alice@example.com", ["x@remote.example", "y@remote.example"],
+                     error="451 4.2.0 Mailbox busy")
+    bounced = postfach(config_file, "queue", "bounce", str(queued))
+    assert bounced.returncode == 0, bounced.stderr
+    assert bounced.stdout == (
+        f"returned queue entry {queued} (from <alice@example.com> to x@remote.example, y@remote.example)"
+        " to its sender with a delivery status notification\n"
+    )
+    assert queue_of(config_file) == []
+
+    async def inbox(store):
+        account = await store.get_account("alice@example.com")
+        folder = await store.get_folder(account.id, INBOX)
+        metas = await store.get_messages(folder.id, (await store.load_index(folder.id)).uids)
+        return [await store.read_blob(meta.blob.sha256) for meta in metas]
+
+    [dsn] = asyncio.run(_with_store(config_file, inbox))
+    text = dsn.decode()
+    assert text.startswith("Return-Path: <>\r\n")
+    assert "Content-Type: multipart/report; report-type=delivery-status;" in text
+    for recipient in ("x@remote.example", "y@remote.example"):
+        assert f"Final-Recipient: rfc822; {recipient}" in text
+    assert text.count("Action: failed") == 2 and text.count("Status: 5.0.0") == 2
+    assert "returned to the sender by the postmaster of mail.example.com" in text
+    assert "Subject: Queued" in text and "secret body" not in text  # the header comes back, not the body
+
+
+def test_queue_bounce_to_a_sender_elsewhere_is_queued_for_the_server_to_send(config_file, example):
+    queued = enqueue(config_file, "carol@elsewhere.org", ["x@remote.example"])
+    assert postfach(config_file, "queue", "bounce", str(queued)).returncode == 0
+    [dsn] = queue_of(config_file)
+    assert (dsn.sender, dsn.pending) == ("", ("carol@elsewhere.org",))
+    data = asyncio.run(_with_store(config_file, lambda store: store.read_blob(dsn.blob.sha256)))
+    assert b"Final-Recipient: rfc822; x@remote.example" in data and b"To: <carol@elsewhere.org>" in data
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (("queue", "retry"), "give a queue entry's ID, or --all for every entry"),
+        (("queue", "retry", "{plain}", "--all"), "give a queue entry's ID, or --all for every entry"),
+        (("queue", "retry", "999"), "queue entry 999 does not exist"),
+        (("queue", "remove", "999"), "queue entry 999 does not exist"),
+        (("queue", "bounce", "999"), "queue entry 999 does not exist"),
+        (("queue", "remove", "x1"), "'x1' is not a queue entry's ID"),
+        (("queue", "bounce", "0"), "'0' is not a queue entry's ID"),
+        (("queue", "bounce", "{bounce}"), "is itself a bounce and has no sender to return it to"),
+        (("queue", "retry", "{held}"), f"is being delivered right now ({HOLDER})"),
+        (("queue", "remove", "{held}"), f"is being delivered right now ({HOLDER})"),
+        (("queue", "bounce", "{held}"), f"is being delivered right now ({HOLDER})"),
+        (("queue", "list", "--limit", "0"), "the limit must be at least 1"),
+        (("queue", "purge"), "invalid choice"),
+        (("audit", "--prune", "alice@example.com"),
+         "--prune deletes old attempts of every mailbox; give it no address"),
+    ],
+)
+def test_queue_refusals_are_one_sentence_exit_1_and_change_nothing(cli, example, config_file, db_path, args, expect):
+    ids = {
+        "plain": enqueue(config_file, "alice@example.com", ["x@remote.example"]),
+        "bounce": enqueue(config_file, "", ["alice@remote.example"]),
+        "held": enqueue(config_file, "alice@example.com", ["y@remote.example"], holder=HOLDER),
+    }
+    refused(cli, db_path, *(arg.format(**ids) for arg in args), expect=expect)
+
+
+def test_a_queue_refusal_from_the_real_command(config_file, example):
+    result = postfach(config_file, "queue", "remove", "999")
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", "postfach: queue entry 999 does not exist\n")
+
+
+# ---------------------------------------------------------------- audit retention
+
+
+def test_audit_prune_deletes_what_is_older_than_the_retention(tmp_path):
+    (tmp_path / "pruning").mkdir()
+    config_file = write_config(tmp_path / "pruning", listeners=(), extra="[audit]\nretention_days = 2\n")
+    now = time.time()
+
+    async def attempts(store):
+        for age_days, reason in ((3, "old"), (2.01, "old"), (1.99, "kept"), (0, "kept")):
+            at = datetime.fromtimestamp(now - age_days * 86400, timezone.utc)
+            await store.add_login_attempt(LoginAttempt(at, "alice@example.com", "", "192.0.2.1", "imap", "ok", reason))
+
+    asyncio.run(_with_store(config_file, attempts))
+    pruned = postfach(config_file, "audit", "--prune")
+    assert (pruned.returncode, pruned.stdout) == (0, "deleted 2 login attempt(s) older than 2 days\n")
+    listed = postfach(config_file, "audit").stdout.splitlines()
+    assert [line.split("\t")[-1] for line in listed] == ["kept", "kept"]
+    again = postfach(config_file, "audit", "--prune")
+    assert again.stdout == "deleted 0 login attempt(s) older than 2 days\n"
+
+
+def test_a_retention_below_one_day_is_refused(tmp_path):
+    (tmp_path / "bad").mkdir()
+    config_file = write_config(tmp_path / "bad", listeners=(), extra="[audit]\nretention_days = 0\n")
+    result = postfach(config_file, "audit", "--prune")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"postfach: {config_file}: audit.retention_days: must be 1 to 36500, got 0\n"

@@ -16,12 +16,15 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import pytest
 
+from postfach.auth.audit_retention import AuditRetention
 from postfach.config import load_config
-from postfach.model import CredentialKey
+from postfach.model import CredentialKey, LoginAttempt
 from postfach.provisioning import Provisioning
+from postfach.store.sqlite import SqliteStore
 from tests.support.accounts import FAST_HASHES, PASSWORD
 from tests.support.config import write_config
 from tests.support.server import running_server
@@ -340,3 +343,68 @@ def test_a_common_password_is_refused_with_a_clear_message(tmp_path):
         "postfach: the password is one of the most common passwords, which are tried first; choose another\n"
     )
     assert postfach(config_file, "mailbox", "list").stdout == ""
+
+
+# ---------------------------------------------------------------- removed mailboxes, audit retention
+
+
+async def test_a_mailbox_removed_in_quarantine_and_added_again_starts_clean(tmp_path):
+    config_file = auth_config(tmp_path)
+    config = load_config(config_file, environ={})
+    async with running_server(config) as server:
+        provisioning = await prepare(server, ALICE)
+        await provisioning.add_app_password(ALICE, "phone")
+        for attempt in range(3):
+            assert not await login(imap_login, server, ALICE, f"wrong password {attempt}")
+        assert await quarantine_until(server) is not None
+        removed = await asyncio.to_thread(postfach, config_file, "mailbox", "remove", ALICE)
+        assert removed.returncode == 0, removed.stderr
+        await provisioning.add_mailbox(ALICE, PASSWORD)
+        assert await login(imap_login, server, ALICE, PASSWORD)
+        assert await server.store.list_quarantines(time.time()) == []
+        assert await provisioning.list_app_passwords(ALICE) == []
+        # Its failures are gone too: one wrong password now is one, not a fourth.
+        assert not await login(pop3_login, server, ALICE, "a new guess")
+        assert await quarantine_until(server) is None
+        assert await login(smtp_login, server, ALICE, PASSWORD)
+
+
+def attempt_at(at: float, reason: str) -> LoginAttempt:
+    return LoginAttempt(datetime.fromtimestamp(at, timezone.utc), ALICE, "", HOME, "imap", "ok", reason)
+
+
+async def reasons(store) -> list[str]:
+    return [attempt.reason for attempt in await store.list_login_attempts(limit=100)]
+
+
+async def test_the_running_server_prunes_the_audit_when_it_starts(tmp_path):
+    config = load_config(write_config(tmp_path, listeners=(), extra="[audit]\nretention_days = 1\n"), environ={})
+    store = await SqliteStore.open(config.db_path, config.blob_dir)
+    now = time.time()
+    for age, reason in ((3 * 86400, "old"), (86400 + 60, "old"), (86400 - 60, "kept"), (0, "kept")):
+        await store.add_login_attempt(attempt_at(now - age, reason))
+    await store.close()
+    async with running_server(config) as server:
+        deadline = time.monotonic() + 10
+        while await reasons(server.store) != ["kept", "kept"]:
+            assert time.monotonic() < deadline, await reasons(server.store)
+            await asyncio.sleep(0.05)
+
+
+async def test_audit_retention_prunes_again_every_interval(tmp_path):
+    store = await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs")
+    clock = [1_000_000_000.0]
+    retention = AuditRetention(store, 1, interval=0.05, clock=lambda: clock[0])
+    try:
+        await store.add_login_attempt(attempt_at(clock[0] - 43200, "half a day old"))
+        retention.start()
+        await asyncio.sleep(0.3)  # several intervals: a younger attempt stays
+        assert await reasons(store) == ["half a day old"]
+        clock[0] += 86400  # a day later it is older than the retention, and the next round takes it
+        deadline = time.monotonic() + 10
+        while await reasons(store):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        await retention.stop()
+        await store.close()

@@ -86,7 +86,8 @@ async def append(server, *messages: bytes) -> None:
 async def unlocked(server, account_id: int) -> None:
     """Wait for the server to notice a dropped connection and let go of the maildrop."""
     for _ in range(500):
-        if account_id not in server.pop3.locks:
+        if await server.pop3.locks.acquire(account_id, wait=0):
+            server.pop3.locks.release(account_id)
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the maildrop lock was never released")

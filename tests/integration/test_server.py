@@ -3,6 +3,8 @@
 import asyncio
 import http.client
 import json
+import re
+import resource
 import signal
 import socket
 import sqlite3
@@ -189,3 +191,22 @@ def test_a_taken_port_is_one_sentence_and_exit_1(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("postfach: ")]
     assert errors == [f"postfach: cannot listen for imap on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_serve_raises_its_open_file_limit_for_many_clients(tmp_path):
+    """10,000 IDLE-ing clients are 10,000 descriptors: the usual soft limit of 1024 is not enough."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        server = ServeProcess(["--config", str(write_config(tmp_path)), "--workers", "2"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        pids = [server.process.pid, *(int(pid) for pid in re.findall(r"started \(pid (\d+)\)", "".join(server.log)))]
+        assert len(pids) == 3
+        for pid in pids:
+            limits = Path(f"/proc/{pid}/limits").read_text()
+            [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+            assert line.split()[3:5] == [str(hard), str(hard)], line
+    finally:
+        assert server.stop(signal.SIGTERM) == 0

@@ -390,3 +390,110 @@ async def test_stop_closes_open_sessions_at_once(tmp_path):
             await run(session.command, b"NOOP")
     finally:
         session.close()
+
+
+async def test_authentication_results_claiming_to_be_ours_are_removed_and_others_kept(mx):
+    # RFC 8601 §5: a sender must not be able to hand the recipient our verdict.
+    theirs = (b"Authentication-Results: mx.other.example; spf=pass smtp.mailfrom=x@remote.example\r\n"
+              b"X-Authentication-Results: mail.example.com; not the field, kept\r\n")
+    forged = [b"Authentication-Results: mail.example.com; dkim=pass header.d=bank.example\r\n",
+              b"Authentication-Results: (folded, in capitals, with a dot)\r\n MAIL.Example.COM.\r\n\t1; spf=pass\r\n",
+              b'authentication-results : "mail.example.com"; dmarc=pass\r\n']
+    await run(send, mx, "x@remote.example", ["alice@example.com"], forged[0] + theirs + forged[1] + forged[2] + MESSAGE)
+    [stored] = await inbox_messages(mx.store, mx.alice)
+    header = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert header.lower().count(b"\nauthentication-results") == 2  # ours and mx.other.example's
+    assert b"Authentication-Results: mail.example.com;\r\n\tspf=" in header  # ours, as we word it
+    assert b"bank.example" not in stored and b"capitals" not in stored and b"dmarc=pass" not in stored
+    assert below_trace(stored) == theirs + MESSAGE
+
+
+async def test_a_recipient_that_fails_after_rcpt_gets_a_dsn_and_the_others_the_message(mx):
+    # RFC 5321 §6.1: after the 250 the failure is ours to report. Carol's mailbox has room for a
+    # one-byte message (what RCPT checks without SIZE=) but not for this one.
+    carol = await mx.store.add_account("carol@example.com", HASH, len(MESSAGE) + 50)
+    message = b"Message-ID: <dsn-test@remote.example>\r\n" + MESSAGE
+    refused = await run(send, mx, "bob@example.com", ["alice@example.com", "carol@example.com"], message)
+    assert refused == {}
+    assert [below_trace(m) for m in await inbox_messages(mx.store, mx.alice)] == [message]
+    assert await inbox_messages(mx.store, carol) == []
+    [dsn] = await inbox_messages(mx.store, mx.bob)
+    text = dsn.decode()
+    assert text.startswith("Return-Path: <>\r\n")  # RFC 5321 §6.1: a DSN has the null sender
+    assert "Content-Type: multipart/report; report-type=delivery-status;" in text
+    assert "Final-Recipient: rfc822; carol@example.com\r\nAction: failed\r\nStatus: 5.2.2\r\n" in text
+    assert "Diagnostic-Code: smtp; 552 5.2.2 Mailbox full" in text
+    # Exactly the recipient that failed: alice got the message.
+    human = text.split("Content-Type: text/plain")[1].split("Content-Type: message/delivery-status")[0]
+    report = text.split("Content-Type: message/delivery-status")[1].split("Content-Type: text/rfc822-headers")[0]
+    assert "<carol@example.com>" in human and "alice@example.com" not in human
+    assert report.count("Final-Recipient:") == 1
+    assert "Message-ID: <dsn-test@remote.example>" in text  # the original's header comes back
+
+
+async def test_a_forwarding_target_that_fails_after_rcpt_is_reported_with_the_address_the_sender_used(mx):
+    carol = await mx.store.add_account("carol@example.com", HASH, len(MESSAGE) + 50)
+    await mx.store.set_forwarding("alice@example.com", Forwarding(("carol@example.com",), keep_copy=True))
+    assert await run(send, mx, "bob@example.com", ["alice@example.com"], MESSAGE) == {}
+    assert len(await inbox_messages(mx.store, mx.alice)) == 1
+    assert await inbox_messages(mx.store, carol) == []
+    [dsn] = await inbox_messages(mx.store, mx.bob)
+    assert (b"Original-Recipient: rfc822; alice@example.com\r\nFinal-Recipient: rfc822; carol@example.com\r\n"
+            b"Action: failed\r\nStatus: 5.2.2\r\n") in dsn
+
+
+async def test_a_null_sender_gets_no_dsn_for_a_recipient_that_fails_after_rcpt(mx):
+    carol = await mx.store.add_account("carol@example.com", HASH, len(MESSAGE) + 50)
+    await mx.queue.stop()  # a DSN for a remote sender would wait in the queue: there is none
+    refused = await run(send, mx, "<>", ["alice@example.com", "carol@example.com"], MESSAGE)
+    assert refused == {}
+    assert len(await inbox_messages(mx.store, mx.alice)) == 1
+    assert await inbox_messages(mx.store, carol) == [] and await inbox_messages(mx.store, mx.bob) == []
+    assert await mx.store.list_queue() == []
+
+
+async def test_a_dsn_for_a_remote_sender_is_queued_before_the_250(mx):
+    await mx.store.add_account("carol@example.com", HASH, len(MESSAGE) + 50)
+    await mx.queue.stop()  # keep the DSN in the queue to look at it
+    assert await run(send, mx, "x@remote.example", ["alice@example.com", "carol@example.com"], MESSAGE) == {}
+    [entry] = await mx.store.list_queue()
+    assert entry.sender == "" and entry.pending == ("x@remote.example",)
+    dsn = await mx.store.read_blob(entry.blob.sha256)
+    assert b"Final-Recipient: rfc822; carol@example.com\r\n" in dsn
+
+
+async def test_when_every_recipient_fails_after_rcpt_the_reply_refuses_and_no_dsn_is_sent(mx):
+    carol = await mx.store.add_account("carol@example.com", HASH, len(MESSAGE) + 50)
+    dave = await mx.store.add_account("dave@example.com", HASH, len(MESSAGE) + 50)
+
+    def dialog():
+        with smtp_client(mx.addresses["smtp"]) as client:
+            client.mail("bob@example.com")
+            return client.rcpt("carol@example.com"), client.rcpt("dave@example.com"), client.data(MESSAGE)
+
+    carol_rcpt, dave_rcpt, data = await run(dialog)
+    assert carol_rcpt[0] == dave_rcpt[0] == 250
+    assert data[0] == 552 and data[1].startswith(b"5.2.2 ")  # the sender's own MTA tells it
+    for account in (carol, dave, mx.bob):
+        assert await inbox_messages(mx.store, account) == []
+    assert blob_files(mx) == []
+
+
+async def test_a_mailbox_removed_between_rcpt_and_data_is_reported_not_filed(mx):
+    # What RCPT found is used again at DATA; the store still knows the mailbox is gone.
+    await mx.store.add_account("carol@example.com", HASH, QUOTA)
+    loop = asyncio.get_running_loop()
+
+    def dialog():
+        with smtp_client(mx.addresses["smtp"]) as client:
+            client.mail("bob@example.com")
+            replies = [client.rcpt("alice@example.com"), client.rcpt("carol@example.com")]
+            asyncio.run_coroutine_threadsafe(mx.store.remove_account("carol@example.com"), loop).result()
+            return replies, client.data(MESSAGE)
+
+    rcpt_replies, data = await run(dialog)
+    assert [code for code, _ in rcpt_replies] == [250, 250] and data[0] == 250
+    assert len(await inbox_messages(mx.store, mx.alice)) == 1
+    assert await mx.store.get_account("carol@example.com") is None
+    [dsn] = await inbox_messages(mx.store, mx.bob)
+    assert b"Final-Recipient: rfc822; carol@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n" in dsn

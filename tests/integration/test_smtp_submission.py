@@ -175,3 +175,17 @@ async def test_submissions_refuses_mail_before_auth(server):
         return reply
 
     assert (await run(dialog)).startswith(b"530 5.7.0 ")
+
+
+async def test_a_customer_cannot_hand_a_local_recipient_our_authentication_results(server):
+    # RFC 8601 §5: an authenticated customer is no more trusted to speak for us than the MX.
+    forged = b"Authentication-Results: mail.example.com; dkim=pass header.d=bank.example\r\n"
+    other = b"Authentication-Results: elsewhere.example; spf=fail\r\n"
+
+    def dialog():
+        with smtp_client(server.addresses["submission"], starttls=True, login="alice@example.com") as client:
+            return client.sendmail("alice@example.com", ["bob@example.com"], forged + other + message())
+
+    assert await run(dialog) == {}
+    [stored] = await inbox_messages(server.store, server.bob)
+    assert below_trace(stored) == other + message()

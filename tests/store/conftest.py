@@ -13,11 +13,28 @@ from postfach.store.sqlite import SqliteStore
 BACKENDS = os.environ.get("STORE_BACKENDS", "sqlite").split(",")
 
 
+async def _open(backend: str, tmp_path):
+    if backend != "sqlite":
+        pytest.fail(f"unknown store backend {backend!r} in STORE_BACKENDS")
+    return await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs", blob_grace_seconds=0)
+
+
 @pytest.fixture(params=BACKENDS)
-async def store(request, tmp_path):
-    if request.param != "sqlite":
-        pytest.fail(f"unknown store backend {request.param!r} in STORE_BACKENDS")
-    opened = await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs", blob_grace_seconds=0)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+async def store(backend, tmp_path):
+    opened = await _open(backend, tmp_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def second_store(backend, store, tmp_path):
+    """Another instance on the same data, as a second process (or node) opens it."""
+    opened = await _open(backend, tmp_path)
     yield opened
     await opened.close()
 

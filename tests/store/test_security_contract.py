@@ -66,3 +66,40 @@ async def test_sources_bans_and_the_audit(store, account):
     await store.add_login_attempt(LoginAttempt(at, "b@example.com", "", "192.0.2.1", "imap", "failed", "x"))
     assert [a.reason for a in await store.list_login_attempts(account.address, limit=2)] == ["r2", "r1"]
     assert len(await store.list_login_attempts()) == 4
+
+
+async def test_removing_an_account_takes_its_login_state_and_leaves_others(store, account):
+    bob = CredentialKey("bob@example.com")
+    await store.add_account(bob.address, "h", 50 << 20)
+    await store.add_app_password(account.address, "phone", "abcde", "hash")
+    for n in range(3):
+        await store.record_login_failure(KEY, "192.0.2.1", f"mac{n}", T + n, RULE)
+        await store.record_login_failure(bob, "192.0.2.1", f"bob{n}", T + n, RULE)
+    assert [q.key for q in await store.list_quarantines(T + 5)] == [KEY, bob]
+
+    await store.remove_account(account.address)
+    assert [q.key for q in await store.list_quarantines(T + 5)] == [bob]
+    assert await store.quarantined_until(KEY, T + 5) is None
+    assert (await store.source_record("192.0.2.1", T + 5, window=60)).failures == 3  # bob's stay
+
+    # A new mailbox with the address starts clean: one wrong password is one, not a fourth.
+    await store.add_account(account.address, "h", 50 << 20)
+    assert await store.list_app_passwords(account.address) == []
+    outcome = await store.record_login_failure(KEY, "192.0.2.1", "mac9", T + 6, RULE)
+    assert outcome.counted and not outcome.started and outcome.until is None
+    # The same wrong password as before the removal counts anew too.
+    assert (await store.record_login_failure(KEY, "192.0.2.1", "mac0", T + 7, RULE)).counted
+
+
+async def test_login_attempts_older_than_the_cutoff_are_pruned(store, account):
+    def attempt(at, reason):
+        return LoginAttempt(datetime.fromtimestamp(at, timezone.utc), account.address, "", "192.0.2.1", "imap",
+                            "ok", reason)
+
+    # More old rows than a store deletes in one slice, so that pruning has to go on.
+    await asyncio.gather(*(store.add_login_attempt(attempt(T - 86400 - 1 - n, "old")) for n in range(4500)))
+    await store.add_login_attempt(attempt(T - 10, "recent"))
+    await store.add_login_attempt(attempt(T - 86400 + 1, "just inside"))
+    assert await store.prune_login_attempts(T - 86400) == 4500
+    assert [a.reason for a in await store.list_login_attempts(limit=10)] == ["just inside", "recent"]
+    assert await store.prune_login_attempts(T - 86400) == 0

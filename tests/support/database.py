@@ -3,7 +3,10 @@
 import sqlite3
 from pathlib import Path
 
-TABLES = ("domains", "accounts", "aliases", "forwardings", "vacations", "folders", "messages", "blobs")
+TABLES = (
+    "domains", "accounts", "aliases", "forwardings", "vacations", "folders", "messages", "blobs",
+    "queue_messages", "queue_recipients", "login_audit",
+)
 
 
 def snapshot(db_path: Path) -> dict[str, list[tuple]]:

@@ -1,6 +1,11 @@
+import time
+
 import pytest
 
-from postfach.delivery.checks import from_domain
+from postfach.delivery.checks import MISSING, MessageChecks, Recent, authserv_id, from_domain, without_results_of
+from postfach.delivery.incoming import InMemoryMessage
+from postfach.dns import DnsResolver
+from tests.support.dns import SilentServer, ZoneServer
 
 
 @pytest.mark.parametrize(
@@ -18,3 +23,79 @@ from postfach.delivery.checks import from_domain
 )
 def test_the_domain_dmarc_checks(header, domain):
     assert from_domain(header + b"Subject: x\r\n\r\nbody\r\nFrom: not@the-header.example\r\n") == domain
+
+
+@pytest.mark.parametrize("value, found", [
+    (b" mail.example.com; spf=pass", "mail.example.com"),
+    (b" mail.example.com 1; none", "mail.example.com"),  # with the version (RFC 8601 §2.2)
+    (b" (a comment (nested) with \\) in it) MAIL.Example.COM.;", "mail.example.com"),
+    (b' "mail.example.com"; dkim=pass', "mail.example.com"),
+    (b' "mail\\.example.com" ; dkim=pass', "mail.example.com"),
+    (b"\r\n\tmail.example.com;", "mail.example.com"),
+    (b" mail.example.com.evil.example; spf=pass", "mail.example.com.evil.example"),
+    (b" mail.example.com(comment); spf=pass", "mail.example.com"),
+    (b" ; none", ""),
+    (b" (never closed mail.example.com;", ""),
+])
+def test_the_authserv_id_is_read_past_comments_and_quotes(value, found):
+    assert authserv_id(value) == found
+
+
+def test_only_fields_claiming_our_authserv_id_are_removed_byte_for_byte():
+    kept = (b"Received: from a\r\n\tby b\r\n"
+            b"Authentication-Results: other.example; spf=pass\r\n"
+            b"Authentication-Results: mail.example.com.evil.example; dkim=pass\r\n"
+            b"X-Authentication-Results: mail.example.com; x\r\n")
+    folded = b"Authentication-Results: mail.example.com;\r\n\tdkim=pass\r\n"
+    shouting = b"AUTHENTICATION-RESULTS:mail.example.com; spf=pass\r\n"
+    header = folded + kept + shouting + b"Subject: s\r\n\r\n"
+    assert without_results_of(header, "Mail.Example.com") == kept + b"Subject: s\r\n\r\n"
+    untouched = kept + b"\r\n"
+    assert without_results_of(untouched, "mail.example.com") is untouched
+
+
+def test_recent_answers_expire_and_the_oldest_go_first():
+    recent = Recent(seconds=0.2, size=2)
+    recent.put(("a",), None)  # "no record" is an answer too
+    recent.put(("b",), 2)
+    assert recent.get(("a",)) is None and recent.get(("b",)) == 2
+    recent.put(("c",), 3)
+    assert recent.get(("a",)) is MISSING and recent.get(("c",)) == 3
+    time.sleep(0.25)
+    assert recent.get(("b",)) is MISSING and recent.get(("c",)) is MISSING
+
+
+async def test_spf_and_dmarc_are_looked_up_once_for_a_sender_seen_again():
+    zone = ZoneServer()
+    zone.add("sender.example", "TXT", "v=spf1 ip4:192.0.2.1 -all")
+    zone.add("_dmarc.sender.example", "TXT", "v=DMARC1; p=reject")
+    resolver = DnsResolver([zone.address], timeout=2)
+    lookups = []
+    resolve_sync, txt = resolver.resolve_sync, resolver.txt
+    resolver.resolve_sync = lambda name, *args: lookups.append(name) or resolve_sync(name, *args)
+    resolver.txt = lambda name, *args: lookups.append(name) or txt(name, *args)
+    checks = MessageChecks(resolver, "mail.example.com")
+    message = InMemoryMessage(b"From: a@sender.example\r\nSubject: s\r\n\r\nbody\r\n")
+    try:
+        first = await checks.check("192.0.2.1", "helo.example", "a@sender.example", message)
+        assert (first.spf, first.dmarc, first.dmarc_policy) == ("pass", "pass", "reject")
+        assert sorted(lookups) == ["_dmarc.sender.example", "sender.example"]
+        assert await checks.check("192.0.2.1", "helo.example", "a@sender.example", message) == first
+        assert len(lookups) == 2
+        other_ip = await checks.check("192.0.2.9", "helo.example", "a@sender.example", message)
+        assert other_ip.spf == "fail" and other_ip.dmarc == "fail" and len(lookups) == 3  # SPF again, not DMARC
+    finally:
+        zone.stop()
+
+
+async def test_a_temporary_error_is_not_kept():
+    silent = SilentServer()
+    checks = MessageChecks(DnsResolver([silent.address], timeout=0.3), "mail.example.com")
+    message = InMemoryMessage(b"From: a@sender.example\r\n\r\nbody\r\n")
+    try:
+        for _ in range(2):
+            result = await checks.check("192.0.2.1", "helo.example", "a@sender.example", message)
+            assert result.spf == "temperror" and result.dmarc == "temperror"
+        assert checks._recent.get(("spf", "192.0.2.1", "helo.example", "a@sender.example")) is MISSING
+    finally:
+        silent.close()

@@ -116,3 +116,27 @@ def test_each_refusal_has_its_reply(reason, reply):
 ])
 def test_aiosmtpd_replies_get_an_enhanced_code(given, sent):
     assert replies.enhance(given) == sent
+
+
+def test_when_nobody_got_the_message_a_temporary_refusal_is_the_reply():
+    # The sender then tries again, and the one that may take it later gets its chance.
+    full = RecipientRefused("a@example.com", Refusal.MAILBOX_FULL)
+    mixed = DeliveryResult("id", (), (), (full, RecipientRefused("b@remote.example", Refusal.OUTBOUND_UNAVAILABLE)))
+    assert str(replies.for_delivery(mixed)).startswith("451 4.3.0 ")
+    permanent = DeliveryResult("id", (), (), (full, RecipientRefused("c@example.com", Refusal.UNKNOWN)))
+    assert str(replies.for_delivery(permanent)).startswith("552 5.2.2 ")
+
+
+async def test_a_full_mailbox_behind_an_alias_is_refused_naming_the_alias(store):
+    await store.add_account("alice@example.com", "h", 10**7)
+    await store.add_account("small@example.com", "h", 100)
+    await store.add_alias("team@example.com", "alice@example.com")
+    await store.add_alias("team@example.com", "small@example.com")
+    pipeline = DeliveryPipeline(store, "mail.example.com")
+    result = await pipeline.deliver(Envelope("s@remote.example", ("team@example.com", "small@example.com")), MESSAGE,
+                                    TRACE)
+    assert result.accepted and [d.account.address for d in result.delivered] == ["alice@example.com"]
+    assert [(r.address, r.reason, r.expanded_from) for r in result.refused] == [
+        ("small@example.com", Refusal.MAILBOX_FULL, "team@example.com"),
+        ("small@example.com", Refusal.MAILBOX_FULL, None),
+    ]

@@ -48,7 +48,7 @@ def test_expunges_wait_until_allowed_and_keep_sequence_numbers_meanwhile():
     # Later: highest first, so every number is valid when the client reads it; each EXPUNGE
     # also lowers the count, so no EXISTS follows (RFC 9051 §7.5.1).
     assert view.take_updates(expunges_allowed=True) == [Expunged(4, 4), Expunged(2, 2)]
-    assert view.uids == [1, 3, 5]
+    assert list(view.uids) == [1, 3, 5]
 
 
 def test_flag_changes_from_elsewhere_are_reported_but_not_our_own():
@@ -69,7 +69,7 @@ def test_a_message_added_and_expunged_before_it_was_seen_never_appears():
     assert view.wanted_uids == set()
     view.refresh([])
     assert view.take_updates(expunges_allowed=True) == []
-    assert view.uids == [1]
+    assert list(view.uids) == [1]
 
 
 def test_flags_of_a_message_expunged_meanwhile_are_dropped():
@@ -77,3 +77,24 @@ def test_flags_of_a_message_expunged_meanwhile_are_dropped():
     view.note(FlagsChanged(1, FOLDER, (2,), 12))
     view.refresh([])  # the store no longer has it
     assert view.take_updates(expunges_allowed=False) == []
+
+
+def test_the_index_costs_a_few_bytes_a_message_and_gives_the_garbage_collector_nothing_per_message():
+    # Issue 7 point 3: every IDLE session holds its folder's index; 10,000 of them must fit.
+    import gc
+    import sys
+
+    view = view_of(*range(1, 10_001))
+    columns = (view.uids, view.system_flags, view.modseqs)
+    assert sum(sys.getsizeof(column) for column in columns) / len(view) < 20
+    assert all(len(gc.get_referents(column)) <= 1 for column in columns)  # no object per message to visit
+
+
+def test_the_largest_uid_and_mod_sequence_fit():
+    # RFC 9051 §2.3.1.1: uids are 32-bit; RFC 7162 §3.1.1: mod-sequences are 63-bit.
+    view = view_of(1, 2**32 - 1)
+    view.note(MessagesAdded(1, FOLDER, (2**32 - 2,), 2**63 - 1))
+    view.refresh([meta(2**32 - 2, SystemFlag.SEEN | SystemFlag.DRAFT, modseq=2**63 - 1)])
+    assert view.take_updates(expunges_allowed=True) == [Exists(3)]
+    assert view.seq_of(2**32 - 2) == 2 and view.modseq_at(2) == 2**63 - 1
+    assert view.flags_at(2).system == SystemFlag.SEEN | SystemFlag.DRAFT

@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from postfach.model import CredentialKey, QuarantineRule
+from postfach.secret_files import read_or_create
 
 SECRET_FILE = "login-secret"
 SCOPE_ACCOUNT = "account"
@@ -104,23 +104,6 @@ def password_mac(secret: bytes, address: str, password: str) -> str:
 
 
 def load_login_secret(data_dir: Path) -> bytes:
-    """The server's secret for password MACs, made on first use (mode 0600); every process
-    of one installation reads the same file."""
-    path = data_dir / SECRET_FILE
-    try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except FileNotFoundError:
-        pass
-    temporary = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as file:
-        file.write(secrets.token_hex(32) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    try:
-        os.link(temporary, path)  # the first writer wins if two processes start at once
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(temporary)
-    return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    """The server's secret for password MACs, made on first use; every process of one
+    installation reads the same file."""
+    return bytes.fromhex(read_or_create(data_dir / SECRET_FILE, lambda: secrets.token_hex(32)))

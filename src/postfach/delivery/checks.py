@@ -1,7 +1,8 @@
 """SPF, DKIM and DMARC for mail from the MX, and the Authentication-Results field (RFC 8601).
 
 - SPF (RFC 7208) by pyspf, its DNS lookups through our resolver;
-- DKIM (RFC 6376) by dkimpy, its key lookups through our resolver;
+- DKIM (RFC 6376) by dkimpy, its key lookups through our resolver, the body
+  hash computed from the body's chunks (dkim_body.py);
 - DMARC (RFC 7489) here: the policy record of the From: domain (or of its
   organizational domain), and alignment of the SPF and DKIM identifiers.
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 import dkim
 import spf
 
+from postfach.delivery.dkim_body import StreamingVerifier
+from postfach.delivery.incoming import IncomingMessage
 from postfach.dns import DnsResolver, DnsTempError
 from postfach.mime.addresses import parse_address_list
 from postfach.mime.headers import HeaderFields, header_end
@@ -30,6 +33,57 @@ _quiet = logging.getLogger("postfach.delivery.checks.dkimpy")
 _quiet.setLevel(logging.CRITICAL)
 
 _DKIM_SIGNATURE = re.compile(rb"^dkim-signature[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+_RESULTS_FIELD = re.compile(rb"authentication-results[ \t]*:", re.IGNORECASE)
+
+
+def authserv_id(value: bytes) -> str:
+    """The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2: a token or
+    quoted-string after optional CFWS), lower case, without a trailing dot."""
+    text = value.decode("utf-8", "replace")
+    position, depth = 0, 0
+    while position < len(text):  # CFWS: white space and (nested) comments
+        char = text[position]
+        if char == "\\" and depth:
+            position += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth and char not in " \t\r\n":
+            break
+        position += 1
+    if text.startswith('"', position):
+        quoted = re.match(r'"((?:[^"\\]|\\.)*)"', text[position:])
+        found = re.sub(r"\\(.)", r"\1", quoted[1]) if quoted else ""
+    else:
+        found = re.match(r"[^\s;()]*", text[position:])[0]
+    return found.lower().rstrip(".")
+
+
+def without_results_of(header: bytes, hostname: str) -> bytes:
+    """The header section without the Authentication-Results fields that claim to come from
+    `hostname`. RFC 8601 §5: a sender must not be able to forge our verdict, so every such
+    field arriving from outside is removed before we add our own; other hosts' fields stay."""
+    if not _RESULTS_FIELD.search(header):
+        return header
+    lines = header.split(b"\r\n")
+    fields: list[list[bytes]] = []
+    for line in lines[:-1]:
+        if line[:1] in (b" ", b"\t") and fields and fields[-1][0]:
+            fields[-1].append(line)  # a folded field's continuation (RFC 5322 §2.2.3)
+        else:
+            fields.append([line])
+    ours = hostname.lower().rstrip(".")
+    kept = []
+    for field in fields:
+        match = _RESULTS_FIELD.match(field[0])
+        if not (match and authserv_id(b" ".join([field[0][match.end():], *field[1:]])) == ours):
+            kept.extend(field)
+    if len(kept) == len(lines) - 1:
+        return header
+    return b"".join(line + b"\r\n" for line in kept) + lines[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,28 +196,75 @@ def parse_dmarc(record: bytes) -> dict[str, str] | None:
     return tags if tags.get("v") == "DMARC1" else None
 
 
+# An MX hears from the same senders again and again (lists, newsletters, big providers): an
+# SPF result and a DMARC record are used again for this long, which spares a thread and the
+# DNS machinery per message. Short, so that a changed record is seen soon, as with a DNS TTL.
+RECENT_SECONDS = 30.0
+MISSING = object()
+
+
+class Recent:
+    """Answers kept for `seconds`, the oldest dropped beyond `size` entries."""
+
+    def __init__(self, seconds: float = RECENT_SECONDS, size: int = 10_000) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._entries: dict[tuple, tuple[float, object]] = {}
+
+    def get(self, key: tuple) -> object:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return MISSING
+        return entry[1]
+
+    def put(self, key: tuple, value: object) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (time.monotonic() + self._seconds, value)
+        if len(self._entries) > self._size:
+            del self._entries[next(iter(self._entries))]  # dicts keep insertion order: the oldest
+
+
 class MessageChecks:
     def __init__(self, resolver: DnsResolver, hostname: str) -> None:
         self._resolver = resolver
         self._hostname = hostname
+        self._recent = Recent()
 
     @property
     def budget(self) -> float:
         return self._resolver.timeout
 
-    async def check(self, client_ip: str, helo: str, mail_from: str, message: bytes) -> AuthResults:
+    async def check(self, client_ip: str, helo: str, mail_from: str, message: IncomingMessage) -> AuthResults:
         deadline = time.monotonic() + self.budget
-        author_domain = from_domain(message)
-        spf_task = asyncio.ensure_future(asyncio.to_thread(self._spf, client_ip, helo, mail_from, deadline))
-        dkim_task = asyncio.ensure_future(asyncio.to_thread(self._dkim, message, deadline))
-        dmarc_task = asyncio.ensure_future(self._dmarc_record(author_domain))
-        tasks = (spf_task, dkim_task, dmarc_task)
-        done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
-        for task in pending:
-            task.cancel()  # the thread ends by itself: its lookups stop at the deadline
-        spf_result, spf_domain = spf_task.result() if spf_task in done else ("temperror", domain_of(mail_from) or helo)
-        dkim_result, dkim_domains = dkim_task.result() if dkim_task in done else ("temperror", ())
-        record = dmarc_task.result() if dmarc_task in done else DnsTempError("DMARC lookup took too long")
+        author_domain = from_domain(message.header)
+        spf_key = ("spf", client_ip, helo, mail_from)
+        dmarc_key = ("dmarc", author_domain)
+        spf_known, dmarc_known = self._recent.get(spf_key), self._recent.get(dmarc_key)
+        tasks = {}
+        if spf_known is MISSING:
+            tasks["spf"] = asyncio.ensure_future(asyncio.to_thread(self._spf, client_ip, helo, mail_from, deadline))
+        if dmarc_known is MISSING:
+            tasks["dmarc"] = asyncio.ensure_future(self._dmarc_record(author_domain))
+        if _DKIM_SIGNATURE.search(message.header):  # most mail is not signed: no thread for dkimpy then
+            tasks["dkim"] = asyncio.ensure_future(asyncio.to_thread(self._dkim, message, deadline))
+        done: set = set()
+        if tasks:
+            done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - time.monotonic()))
+            for task in pending:
+                task.cancel()  # the thread ends by itself: its lookups stop at the deadline
+
+        def outcome(name: str, known: object, late: object) -> object:
+            if name not in tasks:
+                return known
+            return tasks[name].result() if tasks[name] in done else late
+
+        spf_result, spf_domain = outcome("spf", spf_known, ("temperror", domain_of(mail_from) or helo))
+        dkim_result, dkim_domains = outcome("dkim", ("none", ()), ("temperror", ()))
+        record = outcome("dmarc", dmarc_known, DnsTempError("DMARC lookup took too long"))
+        if "spf" in tasks and spf_result != "temperror":
+            self._recent.put(spf_key, (spf_result, spf_domain))
+        if "dmarc" in tasks and not isinstance(record, DnsTempError):
+            self._recent.put(dmarc_key, record)
         dmarc, policy = self._dmarc(record, author_domain, spf_result, spf_domain, dkim_domains)
         return AuthResults(spf_result, spf_domain, dkim_result, dkim_domains, dmarc, policy, author_domain)
 
@@ -180,8 +281,8 @@ class MessageChecks:
             return "permerror", domain
         return result, domain
 
-    def _dkim(self, message: bytes, deadline: float) -> tuple[str, tuple[str, ...]]:
-        signatures = len(_DKIM_SIGNATURE.findall(message[: max(0, message.find(b"\r\n\r\n")) + 2]))
+    def _dkim(self, message: IncomingMessage, deadline: float) -> tuple[str, tuple[str, ...]]:
+        signatures = len(_DKIM_SIGNATURE.findall(message.header))
         if not signatures:
             return "none", ()
 
@@ -197,7 +298,8 @@ class MessageChecks:
         temporary = False
         for index in range(signatures):
             try:
-                verifier = dkim.DKIM(message, logger=_quiet, timeout=max(1, int(self.budget)))
+                verifier = StreamingVerifier(message.header, message.body_chunks, logger=_quiet,
+                                             timeout=max(1, int(self.budget)))
                 if verifier.verify(idx=index, dnsfunc=dnsfunc):
                     passed.append(verifier.domain.decode("ascii", "replace").lower())
             except DnsTempError:

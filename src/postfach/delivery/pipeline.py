@@ -3,8 +3,9 @@
 Every door hands an accepted message to `DeliveryPipeline.deliver`:
 
     loop check -> SPF/DKIM/DMARC (MX mail: Authentication-Results, DMARC
-    reject) -> per recipient: resolve -> quota -> trace fields -> store the
-    bytes ONCE -> append that one file to each recipient's INBOX
+    reject) -> drop Authentication-Results claiming to be ours -> per
+    recipient: resolve -> quota -> trace fields -> store the bytes ONCE
+    (a large message streamed from its spool file) -> append that one file to each recipient's INBOX
     (concurrently: the store commits them in one group) and hand remote
     recipients and forwarding targets to the outbound queue (forwarded with
     an SRS sender) -> quota warnings -> typed result
@@ -13,7 +14,9 @@ Every door hands an accepted message to `DeliveryPipeline.deliver`:
 `DeliveryResult` with `accepted` true may acknowledge the message (principle
 4). Before DATA a door asks `check_recipient` per RCPT, so that an unknown
 user or a full mailbox is refused for that recipient alone, which is the only
-time SMTP can refuse one recipient of many.
+time SMTP can refuse one recipient of many; it hands what it found to
+`deliver` (`Envelope.resolved`), which judges it again with the real size
+instead of resolving the address once more.
 
 Who may send to a recipient outside the hosted domains is the door's policy
 (the MX refuses: it is never an open relay; submission lets an authenticated
@@ -36,14 +39,15 @@ import enum
 import logging
 import re
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Protocol
 
 from postfach.address import domain_of
-from postfach.delivery.checks import AuthResults, MessageChecks
+from postfach.delivery.checks import AuthResults, MessageChecks, without_results_of
+from postfach.delivery.incoming import IncomingMessage, InMemoryMessage
 from postfach.delivery.quota_warnings import check_quota
 from postfach.delivery.recipients import Local, Looping, Malformed, NotLocal, Resolver, Unknown
 from postfach.delivery.srs import Srs
@@ -94,12 +98,16 @@ class Trace:
 class Envelope:
     sender: str  # the reverse-path; "" is the null sender of bounces
     recipients: tuple[str, ...]  # as the client gave them
+    # What the door's check_recipient found for a recipient (at RCPT), to be used again rather
+    # than resolved anew; the store still refuses a mailbox removed or filled since.
+    resolved: Mapping[str, Local | NotLocal] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class RecipientRefused:
     address: str  # the recipient, or the mailbox of an alias that could not take it
     reason: Refusal
+    expanded_from: str | None = None  # the recipient named, when an alias or forwarding led to `address`
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +222,10 @@ class DeliveryPipeline:
         self._dmarc_reject = dmarc_reject
 
     @property
+    def hostname(self) -> str:
+        return self._hostname
+
+    @property
     def can_queue(self) -> bool:
         return self._outbound is not None
 
@@ -229,14 +241,19 @@ class DeliveryPipeline:
                     return RecipientRefused(resolution.address, Refusal.UNKNOWN)
                 resolution = Local(resolution.address, (), (original,))
         match resolution:
-            case NotLocal():
-                return resolution
             case Unknown():
                 return RecipientRefused(resolution.address, Refusal.UNKNOWN)
             case Looping():
                 return RecipientRefused(resolution.address, Refusal.LOOP)
             case Malformed():
                 return RecipientRefused(resolution.address, Refusal.MALFORMED)
+        return self.judge(resolution, size)
+
+    def judge(self, resolution: Local | NotLocal, size: int | None = None) -> Local | NotLocal | RecipientRefused:
+        """check_recipient's verdict on a recipient resolved before (at RCPT, judged at DATA
+        again with the message's size)."""
+        if isinstance(resolution, NotLocal):
+            return resolution
         if resolution.remote and not self.can_queue:
             return RecipientRefused(resolution.address, Refusal.OUTBOUND_UNAVAILABLE)
         # A full mailbox refuses the recipient; an alias is refused only when every mailbox
@@ -246,30 +263,40 @@ class DeliveryPipeline:
                 return RecipientRefused(resolution.address, Refusal.MAILBOX_FULL)
         return resolution
 
-    async def deliver(self, envelope: Envelope, data: bytes, trace: Trace) -> DeliveryResult | MessageRefused:
-        if count_hops(data) > self._max_hops:
+    async def deliver(self, envelope: Envelope, data: bytes | IncomingMessage,
+                      trace: Trace) -> DeliveryResult | MessageRefused:
+        """Deliver `data` (a large message comes as a SpooledMessage: it is read in chunks,
+        never whole into memory)."""
+        message = InMemoryMessage(data) if isinstance(data, bytes) else data
+        if count_hops(message.header) > self._max_hops:
             return MessageRefused(MessageRefusal.TOO_MANY_HOPS)
-        if delivered_to(data) & {recipient.lower() for recipient in envelope.recipients}:
+        if delivered_to(message.header) & {recipient.lower() for recipient in envelope.recipients}:
             return MessageRefused(MessageRefusal.ALREADY_DELIVERED)
         authentication: AuthResults | None = None
         if trace.authenticate and self._checks is not None:
-            authentication = await self._checks.check(trace.peer_address, trace.peer_name, envelope.sender, data)
+            authentication = await self._checks.check(trace.peer_address, trace.peer_name, envelope.sender, message)
             if authentication.dmarc_rejects and self._dmarc_reject:
                 log.info("refused from <%s>: DMARC policy of %s is reject", envelope.sender,
                          authentication.from_domain)
                 return MessageRefused(MessageRefusal.DMARC_REJECT, authentication)
+        # Only our own verdict may name us (RFC 8601 §5); checked on the message as it came.
+        header = without_results_of(message.header, self._hostname)
         message_id = secrets.token_hex(8)
         now = datetime.now(timezone.utc).astimezone()
         results_field = authentication.header(self._hostname, envelope.sender) if authentication else b""
-        message = trace_fields(envelope, trace, self._hostname, message_id, now, results_field) + data
-        size = len(message)  # with Delivered-To: at most what is stored
+        prefix = trace_fields(envelope, trace, self._hostname, message_id, now, results_field)
+        # With Delivered-To: at most what is stored.
+        size = len(prefix) + len(header) + message.size - len(message.header)
 
-        # Resolve every recipient once more: an RCPT check may be minutes old.
+        # What RCPT found stands (resolving again costs store reads per recipient); a mailbox
+        # removed or filled since is refused by the store when the copy is filed.
         refused: list[RecipientRefused] = []
         queued: list[ToBeQueued] = []
-        targets: dict[int, tuple[str, Account]] = {}  # account id -> (recipient, account): one copy each
+        # account id -> (recipient, account, the alias or forwarding that led there): one copy each
+        targets: dict[int, tuple[str, Account, str | None]] = {}
         for recipient in envelope.recipients:
-            verdict = await self.check_recipient(recipient, size)
+            known = envelope.resolved.get(recipient)
+            verdict = self.judge(known, size) if known is not None else await self.check_recipient(recipient, size)
             match verdict:
                 case RecipientRefused():
                     refused.append(verdict)
@@ -282,19 +309,20 @@ class DeliveryPipeline:
                     if verdict.remote:
                         queued.append(ToBeQueued(recipient, verdict.remote, forwarded=True))
                     for account in verdict.mailboxes:
+                        via = verdict.address if verdict.address != account.address else None
                         if not _has_room(account, size):
-                            refused.append(RecipientRefused(account.address, Refusal.MAILBOX_FULL))
+                            refused.append(RecipientRefused(account.address, Refusal.MAILBOX_FULL, via))
                         else:
-                            targets.setdefault(account.id, (recipient, account))
+                            targets.setdefault(account.id, (recipient, account, via))
         if not (targets or any(entry.forwarded for entry in queued)):
             # Nothing is filed or forwarded here: mail relayed on carries no Delivered-To of ours.
-            message = trace_fields(envelope, trace, self._hostname, message_id, now, results_field, local=False) + data
+            prefix = trace_fields(envelope, trace, self._hostname, message_id, now, results_field, local=False)
         if not targets and not queued:
             return DeliveryResult(message_id, (), (), tuple(refused))
 
-        staged = await self._store.store_blob(message)  # the one file, fsynced
+        staged = await self._store.store_blob(message.content(prefix, header))  # the one file, fsynced
         outcomes = await asyncio.gather(
-            *(self._file(recipient, account, staged) for recipient, account in targets.values()),
+            *(self._file(recipient, account, via, staged) for recipient, account, via in targets.values()),
             return_exceptions=True,
         )
         delivered: list[Delivered] = []
@@ -325,8 +353,9 @@ class DeliveryPipeline:
         return result
 
     async def deliver_bounce(self, recipient: str, message: bytes) -> None:
-        """A bounce (DSN) from the outbound queue, with the null sender: into the sender's INBOX
-        when the sender is hosted here, else on to the queue like any remote recipient."""
+        """A bounce (DSN: from the outbound queue, or from a door for a recipient that failed
+        after DATA was accepted), with the null sender: into the sender's INBOX when the sender
+        is hosted here, else on to the queue like any remote recipient."""
         trace = Trace(self._hostname, "127.0.0.1", "LOCAL")
         result = await self.deliver(Envelope("", (recipient,)), message, trace)
         if not isinstance(result, DeliveryResult) or not result.accepted:
@@ -346,16 +375,17 @@ class DeliveryPipeline:
         for envelope_sender, targets in by_sender.items():
             await self._outbound.enqueue(envelope_sender, targets, staged)
 
-    async def _file(self, recipient: str, account: Account, staged: StagedBlob) -> Delivered | RecipientRefused:
+    async def _file(self, recipient: str, account: Account, via: str | None,
+                    staged: StagedBlob) -> Delivered | RecipientRefused:
         folder = await self._store.get_folder(account.id, INBOX)
-        if folder is None:
-            raise NotFound(f"the mailbox {account.address} has no INBOX")
+        if folder is None:  # the mailbox was removed since it was resolved
+            return RecipientRefused(account.address, Refusal.UNKNOWN, via)
         try:
             meta = await self._store.append(folder.id, staged)
         except QuotaExceeded:
             # Another delivery took the room between the check and now.
-            return RecipientRefused(account.address, Refusal.MAILBOX_FULL)
+            return RecipientRefused(account.address, Refusal.MAILBOX_FULL, via)
         except NotFound:
             # The mailbox was removed between resolution and filing.
-            return RecipientRefused(account.address, Refusal.UNKNOWN)
+            return RecipientRefused(account.address, Refusal.UNKNOWN, via)
         return Delivered(recipient, account, meta, account.used_bytes + meta.size, account.quota_bytes)

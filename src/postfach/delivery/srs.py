@@ -11,33 +11,18 @@ handed out stays reversible across restarts.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 import srslib
 
+from postfach.secret_files import read_or_create
+
 SECRET_FILE = "srs.secret"
 
 
 def load_secret(data_dir: Path) -> str:
-    path = data_dir / SECRET_FILE
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        pass
-    secret = secrets.token_urlsafe(32)
-    descriptor = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as file:
-        file.write(secret + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    try:
-        os.link(path.with_suffix(".tmp"), path)  # the first writer wins if two start at once
-    except FileExistsError:
-        pass
-    os.unlink(path.with_suffix(".tmp"))
-    return path.read_text(encoding="ascii").strip()
+    return read_or_create(data_dir / SECRET_FILE, lambda: secrets.token_urlsafe(32))
 
 
 class Srs:

@@ -33,7 +33,8 @@ from postfach.mime.text import decode_header_text
 from postfach.model import SYSTEM_FLAG_NAMES, MessageMeta
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
-_FLAG_BITS = {name.lower(): flag for flag, name in SYSTEM_FLAG_NAMES.items()}
+# Plain ints: `int & SystemFlag` builds an enum member per message (most of a SEARCH UNSEEN's time).
+_FLAG_BITS = {name.lower(): int(flag) for flag, name in SYSTEM_FLAG_NAMES.items()}
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _ROW_KEYS = (k.SearchSize, k.SearchDate, k.SearchAge, k.SearchObjectId)
 
@@ -130,8 +131,55 @@ async def search(session: ImapSession, key: k.SearchKey) -> list[int]:
     saved = set(targets.saved_uids(session)) if any(
         isinstance(x, k.SearchSequence) and x.sequence_set.saved for x in walk(key)
     ) else set()
+    candidates = _narrow(view, facts, key)
+    if candidates is not None and candidates.exact:
+        return sorted(candidates.seqs)
     matcher = _Matcher(view, facts, saved, time.time())
-    return [seq for seq in range(1, len(view) + 1) if matcher.matches(key, seq, view.uid_at(seq))]
+    seqs = range(1, len(view) + 1) if candidates is None else sorted(candidates.seqs)
+    return [seq for seq in seqs if matcher.matches(key, seq, view.uid_at(seq))]
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The only messages that can match a key; `exact`: exactly those that do."""
+
+    seqs: set[int]
+    exact: bool
+
+
+def _narrow(view: SelectedFolder, facts: MessageFacts, key: k.SearchKey) -> _Candidates | None:
+    """Narrow a large folder down by whole sets (text hits, flags) before any key is tried per message.
+
+    SEARCH TEXT over 100,000 messages must not call the matcher 100,000 times; None: no narrowing.
+    """
+    if isinstance(key, k.SearchText) and key.value:
+        return _Candidates(_seqs_of(view, facts.text_hits.get(key, set())), True)
+    if isinstance(key, k.SearchFlag):
+        bit = _FLAG_BITS.get(key.flag.lower())
+        if bit is None:
+            return None  # \Recent and keywords: the matcher
+        present = key.present
+        return _Candidates({seq for seq, bits in enumerate(view.system_flags, 1) if bool(bits & bit) == present}, True)
+    if isinstance(key, k.SearchAnd):
+        parts = [part for part in (_narrow(view, facts, inner) for inner in key.keys) if part is not None]
+        if not parts:
+            return None
+        parts.sort(key=lambda part: len(part.seqs))
+        seqs = set(parts[0].seqs).intersection(*(part.seqs for part in parts[1:]))
+        return _Candidates(seqs, len(parts) == len(key.keys) and all(part.exact for part in parts))
+    if isinstance(key, k.SearchOr):
+        left, right = _narrow(view, facts, key.left), _narrow(view, facts, key.right)
+        if left is None or right is None:
+            return None
+        return _Candidates(left.seqs | right.seqs, left.exact and right.exact)
+    return None
+
+
+def _seqs_of(view: SelectedFolder, uids: set[int]) -> set[int]:
+    """The sequence numbers of those of `uids` that the view holds."""
+    if len(uids) * 16 < len(view):
+        return {seq for seq in map(view.seq_of, uids) if seq is not None}
+    return {seq for seq, uid in enumerate(view.uids, 1) if uid in uids}
 
 
 def _day(moment: datetime) -> date:
@@ -201,11 +249,10 @@ class _Matcher:
         lower = name.lower()
         if lower == "\\recent":
             return uid in self.view.recent
-        flags = self.view.flags_at(seq)
         bit = _FLAG_BITS.get(lower)
         if bit is not None:
-            return bit in flags.system
-        return any(keyword.lower() == lower for keyword in flags.keywords)
+            return bool(self.view.system_flags[seq - 1] & bit)
+        return any(keyword.lower() == lower for keyword in self.view.keywords.get(uid, ()))
 
     def _header(self, key: k.SearchHeader, uid: int) -> bool:
         fields = self.facts.headers.get(uid, [])

@@ -91,7 +91,7 @@ class ImapServer:
     async def serve(self, conn: Connection) -> None:
         host = peer_host(conn.peer)
         limits = self.services.limits
-        if not limits.open(host):
+        if not await limits.open(host):
             log.info("[%d] too many IMAP connections from %s", conn.id, host)
             conn.writer.write(r.untagged_status("BYE", "too many connections from your address", "UNAVAILABLE"))
             await conn.writer.drain()

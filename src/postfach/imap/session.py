@@ -111,7 +111,7 @@ class ImapServices:
     store: Store
     authenticator: Authenticator
     settings: ImapSettings
-    limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(50, 20))
+    limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits("imap", 50, 20))
 
 
 Handler = Callable[["ImapSession", c.Command], Awaitable[Done]]
@@ -262,10 +262,9 @@ class ImapSession:
         if view is None or not view.has_pending:
             return
         wanted = view.wanted_uids
+        # New messages: the first session to claim them sees them as \Recent (RFC 3501 §2.3.2).
+        claim = bool(wanted) and self.claims_recent and any(view.seq_of(uid) is None for uid in wanted)
         if wanted:
-            if self.claims_recent and any(view.seq_of(uid) is None for uid in wanted):
-                # New messages: the first session to claim them sees them as \Recent (RFC 3501 §2.3.2).
-                view.recent.update(await self.store.claim_recent(view.folder_id))
             view.refresh(await self.store.get_messages(view.folder_id, wanted))
         for update in view.take_updates(expunges_allowed=expunges_allowed):
             if isinstance(update, Expunged):
@@ -276,6 +275,12 @@ class ImapSession:
             elif isinstance(update, Exists):
                 self.send(b"* %d EXISTS\r\n" % update.count)
                 if not self.rev2:
+                    if claim:
+                        # The claim is a write that waits for its COMMIT: the EXISTS goes out
+                        # first, so an IDLE-ing client hears of new mail without that wait
+                        # (issue 7 point 3). RECENT may come in a response of its own.
+                        await self.output.drain()
+                        view.recent.update(await self.store.claim_recent(view.folder_id))
                     self.send(b"* %d RECENT\r\n" % len(view.recent))
             elif isinstance(update, FlagsUpdate):
                 items: list[tuple[str, object]] = [("UID", update.uid), ("FLAGS", r.flag_list(update.flags.names()))]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Iterator
+
+from postfach.connection_limits import LocalSlots, Slots
 
 
 class Maildrop:
@@ -80,9 +81,8 @@ class MaildropLocks:
     polling one account at once should not get "in use" errors. A message one
     session deleted is then answered "-ERR ... removed" in the other.
 
-    In-process only, held by the POP3 server object: enough while one process
-    serves POP3. When several worker processes share the listeners this lock
-    has to move into the store (or the change broker), like quarantine state.
+    The lock is a slot of one (connection_limits.Slots), so it holds across the
+    worker processes of one server as the connection limits do.
     """
 
     # A client that drops its connection and logs in again at once (fetchmail after a
@@ -91,24 +91,22 @@ class MaildropLocks:
     WAIT_SECONDS = 3.0
 
     POLL_SECONDS = 0.05
+    KIND = "pop3-maildrop"
 
-    def __init__(self, exclusive: bool = True) -> None:
+    def __init__(self, exclusive: bool = True, slots: Slots | None = None) -> None:
         self.exclusive = exclusive
-        self._held: set[int] = set()
+        self._slots = slots or LocalSlots()
 
     async def acquire(self, account_id: int, wait: float = WAIT_SECONDS) -> bool:
         if not self.exclusive:
             return True
         deadline = asyncio.get_running_loop().time() + wait
-        while account_id in self._held:
+        while not await self._slots.acquire(self.KIND, str(account_id), 1):
             if asyncio.get_running_loop().time() >= deadline:
                 return False
             await asyncio.sleep(self.POLL_SECONDS)
-        self._held.add(account_id)
         return True
 
     def release(self, account_id: int) -> None:
-        self._held.discard(account_id)
-
-    def __contains__(self, account_id: int) -> bool:
-        return account_id in self._held
+        if self.exclusive:
+            self._slots.release(self.KIND, str(account_id))

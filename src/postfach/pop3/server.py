@@ -9,7 +9,7 @@ import logging
 import ssl
 
 from postfach.auth.authenticator import Authenticator
-from postfach.connection_limits import ConnectionLimits, peer_host
+from postfach.connection_limits import ConnectionLimits, Slots, peer_host
 from postfach.net import Connection
 from postfach.pop3.maildrop import MaildropLocks
 from postfach.pop3.parser import NEED_DATA, Parser
@@ -38,14 +38,15 @@ class Pop3Server:
         exclusive_lock: bool = False,
         limits: ConnectionLimits | None = None,
         max_commands_before_login: int = MAX_COMMANDS_BEFORE_LOGIN,
+        slots: Slots | None = None,
     ) -> None:
         self._store = store
         self._authenticator = authenticator
         self._tls_context = tls_context
         self._idle_timeout = idle_timeout
         self._allow_plaintext_on_loopback = allow_plaintext_on_loopback
-        self.locks = MaildropLocks(exclusive_lock)
-        self.limits = limits or ConnectionLimits(per_address=50)
+        self.locks = MaildropLocks(exclusive_lock, slots)
+        self.limits = limits or ConnectionLimits("pop3", per_address=50)
         self._max_commands_before_login = max_commands_before_login
 
     async def serve_plain(self, connection: Connection) -> None:
@@ -58,7 +59,7 @@ class Pop3Server:
 
     async def _serve(self, connection: Connection, *, stls_offered: bool) -> None:
         host = peer_host(connection.peer)
-        if not self.limits.open(host):
+        if not await self.limits.open(host):
             log.info("[%d] too many POP3 connections from %s", connection.id, host)
             # Instead of the greeting: [SYS/TEMP] tells the client to try later (RFC 3206 §4).
             await self._write(connection, err("too many connections from your address", SYS_TEMP).data)

@@ -12,5 +12,11 @@ Invariants:
   hosted here). A bounce (null sender) never bounces.
 - The DSN is filed before the attempt is recorded: a crash in between gives a
   second bounce at worst, never none.
+- One process at a time tries an entry, however many processes or nodes run a
+  worker on the store: it holds the entry's lease (Store.claim_queue) and
+  renews it while it tries; the attempt's record releases it. A process that
+  dies leaves a lease that runs out, and then another process tries the entry.
+  The operator's retry, remove and bounce (admin.py) are refused while a lease
+  holds.
 - Mail whose From: (or envelope sender) domain is hosted here leaves DKIM-signed.
 """

@@ -20,6 +20,7 @@ class Failure:
     status: str  # RFC 3463 enhanced code, e.g. "5.1.1"
     diagnostic: str  # the remote reply ("smtp; 550 5.1.1 ...") or our reason
     remote_mta: str | None = None
+    original_recipient: str | None = None  # what the sender named, when an alias or forwarding led on
 
 
 def header_section(message: bytes) -> bytes:
@@ -57,7 +58,8 @@ def build_dsn(
     )
     per_recipient = []
     for failure in failures:
-        fields = [
+        fields = [f"Original-Recipient: rfc822; {failure.original_recipient}"] if failure.original_recipient else []
+        fields += [
             f"Final-Recipient: rfc822; {failure.recipient}",
             "Action: failed",
             f"Status: {failure.status}",

@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 from postfach.auth.authenticator import Authenticator
@@ -34,6 +35,7 @@ def smtp_listener(
     pipeline: DeliveryPipeline,
     authenticator: Authenticator,
     limits: ConnectionLimits | None = None,
+    sock: socket.socket | None = None,
 ) -> SmtpListener:
     """The listener `name` (one of SMTP_LISTENERS) with its handler and TLS set up.
 
@@ -41,8 +43,11 @@ def smtp_listener(
     together (`smtp.max_connections_per_address`).
     """
     if limits is None:
-        limits = ConnectionLimits(config.smtp_max_connections_per_address)
-    options = dict(hostname=config.hostname, max_message_size=config.smtp_max_message_size, limits=limits)
+        limits = ConnectionLimits("smtp", config.smtp_max_connections_per_address)
+    options = dict(
+        hostname=config.hostname, max_message_size=config.smtp_max_message_size, limits=limits, sock=sock,
+        spool_dir=config.data_dir / "spool",
+    )
     if name == "smtp":
         handler = InboundHandler(pipeline, max_recipients=config.smtp_max_recipients)
         return SmtpListener(name, address, handler, starttls=tls, **options)

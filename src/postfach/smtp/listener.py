@@ -8,28 +8,33 @@ server with `loop.create_server`, as aiosmtpd's controller does.
 `SmtpProtocol` adds to aiosmtpd what Postfach needs everywhere: enhanced
 status codes on aiosmtpd's own replies (replies.enhance), no AUTH at all
 where the handler offers none (the MX), AUTH on implicit TLS, a limit on
-connections per address, and a connection id in the log.
+connections per address, a connection id in the log, and (from
+data.SpoolingSMTP) DATA spooled to disk beyond 1 MiB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session, syntax
+from aiosmtpd.smtp import Session, syntax
 
 from postfach.config import ListenAddress
 from postfach.connection_limits import ConnectionLimits, peer_host
 from postfach.net import (
     SHUTDOWN_GRACE_SECONDS,
+    bind_socket,
     format_peer,
     next_connection_id,
-    os_reason,
 )
 from postfach.smtp import replies
+from postfach.smtp.data import SpoolingSMTP
+from postfach.smtp.paths import simple_path
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ class _Session(Session):
     login_data = property(lambda self: self._login_data, lambda self, value: setattr(self, "_login_data", value))
 
 
-class SmtpProtocol(SMTP):
+class SmtpProtocol(SpoolingSMTP):
     def __init__(
         self,
         handler: Any,
@@ -56,7 +61,7 @@ class SmtpProtocol(SMTP):
         self.connection_id = next_connection_id()
         self._limits = limits
         self._counted_host: str | None = None  # the address this connection counts against
-        self._admitted = True
+        self._lost = False
         self._offers_auth = bool(getattr(handler, "offers_auth", False))
         self._implicit_tls = implicit_tls
         super().__init__(handler, ident=IDENT, **options)
@@ -74,26 +79,22 @@ class SmtpProtocol(SMTP):
     def _create_session(self) -> Session:
         return _Session(self.loop)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self.transport is None  # STARTTLS calls this again with the TLS transport
-        if first:
-            host = peer_host(format_peer(transport.get_extra_info("peername")))
-            self._admitted = self._limits.open(host)
-            if self._admitted:
-                self._counted_host = host
-            else:
-                log.info("[%d] too many SMTP connections from %s", self.connection_id, host)
-        super().connection_made(transport)
-
     async def _handle_client(self) -> None:
-        if not self._admitted:
+        assert self.transport is not None
+        host = peer_host(format_peer(self.transport.get_extra_info("peername")))
+        if not await self._limits.open(host):
+            log.info("[%d] too many SMTP connections from %s", self.connection_id, host)
             await self.push(TOO_MANY_CONNECTIONS)
-            assert self.transport is not None
             self.transport.close()
             return
+        if self._lost:  # the client left while the count was taken: give it back at once
+            self._limits.close(host)
+            return
+        self._counted_host = host
         await super()._handle_client()
 
     def connection_lost(self, error: Exception | None) -> None:
+        self._lost = True
         try:
             super().connection_lost(error)
         finally:
@@ -106,6 +107,12 @@ class SmtpProtocol(SMTP):
         if isinstance(status, str) and not (self._ehlo_reply and status.startswith("250")):
             status = replies.enhance(status)
         await super().push(status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        simple = simple_path(arg)  # the usual <local@domain> without aiosmtpd's costly parser
+        if simple is not None and not self.local_part_limit:
+            return simple
+        return super()._getaddr(arg)
 
     # RFC 2034 §4: no enhanced codes in the replies to EHLO and HELO.
     @syntax("EHLO hostname")
@@ -144,22 +151,27 @@ class SmtpListener:
         *,
         hostname: str,
         max_message_size: int,
+        spool_dir: Path,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         require_starttls: bool = False,
         auth_required: bool = False,
         limits: ConnectionLimits | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.name = name
         self.address = address
         self.handler = handler
+        self._sock = sock  # bound already (by the supervisor of several workers), or bind at start
         self._implicit_tls = implicit_tls
         # Shared by the SMTP listeners of one server: an address's connections count on all of them.
-        self.limits = limits or ConnectionLimits(per_address=50)
+        self.limits = limits or ConnectionLimits("smtp", per_address=50)
         # aiosmtpd logs every command line (and every address) at INFO; our handlers log what
         # was decided, so its log says only what went wrong.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self._spool_dir = spool_dir  # DATA beyond 1 MiB goes to a temporary file here
         self._options = dict(
+            spool_dir=spool_dir,
             hostname=hostname,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,  # RFC 6531
@@ -191,18 +203,13 @@ class SmtpListener:
         return protocol
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                self._protocol,
-                self.address.host,
-                self.address.port,
-                ssl=self._implicit_tls,
-                ssl_handshake_timeout=30 if self._implicit_tls else None,
-                reuse_address=True,
-            )
-        except OSError as error:
-            raise OSError(f"cannot listen for {self.name} on {self.address}: {os_reason(error)}") from None
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.get_running_loop().create_server(
+            self._protocol,
+            sock=self._sock or bind_socket(self.name, self.address),
+            ssl=self._implicit_tls,
+            ssl_handshake_timeout=30 if self._implicit_tls else None,
+        )
         log.info("listening: %s on %s%s", self.name, self.bound, " (TLS)" if self._implicit_tls else "")
 
     async def close(self) -> None:

@@ -54,6 +54,10 @@ AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 SENDER_NOT_YOURS = Reply(553, "5.7.1", "Sender address is not yours: use your own address or one of its aliases")
 FROM_NOT_YOURS = Reply(553, "5.7.1", "The From: header must name your own address or one of its aliases")
 
+# Sent after the final dot of DATA: the rest of the data was read and dropped (RFC 5321 §4.2.5).
+TOO_MUCH_DATA = Reply(552, "5.3.4", "Message too big: it exceeds the size limit (RFC 1870)")
+LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long: at most 1000 octets per line (RFC 5321 4.5.3.1.6)")
+
 # RFC 5321 §2.3.8: CR and LF only as CRLF. A bare one is how SMTP smuggling starts, and
 # IMAP clients expect CRLF lines, so such a message is refused, not "repaired".
 BARE_LINE_END = Reply(554, "5.6.0", "Message refused: lines must end with CRLF, not a bare CR or LF (RFC 5321 2.3.8)")
@@ -80,15 +84,15 @@ def for_recipient(refused: RecipientRefused) -> Reply:
 
 def for_delivery(result: DeliveryResult | MessageRefused) -> Reply:
     """The one reply after DATA. SMTP has a single reply for all recipients (RFC 5321
-    §4.2.5): if anyone got the message it is 250; a recipient refused only now (its mailbox
-    filled since RCPT) is named in the log."""
+    §4.2.5): if anyone got the message it is 250 (a recipient refused only now gets a DSN,
+    handler.py); if nobody did, the refusal itself, a temporary one first, so that the sender
+    tries again rather than give up on a recipient that may take the message later."""
     if isinstance(result, MessageRefused):
         return _MESSAGE_REFUSALS[result.reason]
     if result.accepted:
         return Reply(250, "2.0.0", f"Message accepted for delivery, id {result.id}")
-    if result.refused:
-        return for_recipient(result.refused[0])
-    return LOCAL_ERROR
+    refusals = [for_recipient(refused) for refused in result.refused]
+    return next((reply for reply in refusals if reply.code < 500), refusals[0] if refusals else LOCAL_ERROR)
 
 
 # --- aiosmtpd's own replies ----------------------------------------------------

@@ -120,10 +120,10 @@ class SubmissionHandler(DeliveringHandler):
     def non_local(self, verdict: NotLocal) -> Reply:
         return replies.RECIPIENT_OK
 
-    async def check_message(self, server: Any, session: Session, data: bytes) -> Reply | None:
+    async def check_message(self, server: Any, session: Session, header: bytes) -> Reply | None:
         account = session.auth_data
         assert isinstance(account, Account)
-        addresses = from_addresses(data)
+        addresses = from_addresses(header)
         if not addresses:
             return replies.FROM_NOT_YOURS
         for address in addresses:

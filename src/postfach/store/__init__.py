@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from postfach.config import Config
+    from postfach.store.events import LocalEventBus
     from postfach.store.sqlite import SqliteStore
 
 
-async def open_store(config: Config) -> SqliteStore:
+async def open_store(config: Config, events: LocalEventBus | None = None) -> SqliteStore:
+    """The configured store; `events` is the bus it publishes changes on (its own when None)."""
     from postfach.store.sqlite import SqliteStore
 
-    return await SqliteStore.open(config.db_path, config.blob_dir)
+    return await SqliteStore.open(config.db_path, config.blob_dir, events=events)

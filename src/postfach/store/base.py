@@ -66,6 +66,10 @@ class Conflict(StoreError):
     """The request contradicts what is stored (a folder that still has children, ...)."""
 
 
+class LeaseLost(Conflict):
+    """A queue entry's lease ran out and another process holds it now: its attempt counts, not ours."""
+
+
 class QuotaExceeded(StoreError):
     def __init__(self, address: str, used: int, quota: int, size: int) -> None:
         super().__init__(
@@ -121,7 +125,10 @@ class Store(Protocol):
     async def recipient_facts(self, address: str) -> RecipientFacts:
         """Whether the address's domain is hosted, its account and its forwarding, in one read."""
     async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
-    async def remove_account(self, address: str) -> None: ...
+    async def remove_account(self, address: str) -> None:
+        """The account goes with everything of it: folders, messages, app passwords, and its
+        login state (failures, quarantines), in one transaction, so that a new account with
+        the same address starts clean."""
     async def set_password_hash(self, address: str, password_hash: str) -> None: ...
     async def set_quota(self, address: str, quota_bytes: int) -> None: ...
     async def set_enabled(self, address: str, enabled: bool) -> None: ...
@@ -246,9 +253,32 @@ class Store(Protocol):
     async def next_queue_attempt(self) -> float | None: ...
     async def record_attempt(
         self, queue_id: int, outcomes: Mapping[str, tuple[str, str | None]], next_attempt: float,
-        error: str | None = None,
+        error: str | None = None, *, owner: str | None = None,
     ) -> QueuedMessage | None:
-        """New states per recipient; the entry (and its file reference) goes when none is pending."""
+        """New states per recipient; the entry (and its file reference) goes when none is pending,
+        else its lease is released. With `owner`: LeaseLost, nothing recorded, unless it holds it."""
+
+    # Leases: one process (or node) at a time tries an entry. A claim holds it until `now + lease`;
+    # the holder renews while its attempt runs, and record_attempt releases it. A holder that
+    # died leaves a lease that runs out; then any process may claim the entry. Atomic across
+    # processes: no two claims ever return the same entry while its lease holds.
+    async def claim_queue(self, owner: str, now: float, lease: float, limit: int = 100) -> list[QueuedMessage]:
+        """Up to `limit` due entries nobody holds, soonest first, now held by `owner`."""
+
+    async def claim_queued(self, queue_id: int, owner: str, now: float, lease: float) -> QueuedMessage:
+        """One entry, due or not (the operator's bounce); Conflict while another holds it."""
+
+    async def renew_queue_leases(self, owner: str, queue_ids: Sequence[int], until: float) -> list[int]:
+        """Extend `owner`'s leases; returns the entries it still holds."""
+
+    async def release_queue_claims(self, owner: str, queue_ids: Sequence[int] | None = None) -> int: ...
+
+    # What the operator does; an entry held by a process is refused (Conflict).
+    async def retry_queued(self, now: float, queue_id: int | None = None) -> int:
+        """Make the entry (None: every entry nobody holds) due at `now`; returns how many."""
+
+    async def remove_queued(self, queue_id: int, now: float) -> QueuedMessage:
+        """Delete the entry without a bounce; returns it as it was."""
 
     # DKIM keys per domain, and the quota warning level (percent) per account.
     async def set_dkim_key(self, domain: str, selector: str, private_key: str) -> DkimKey: ...
@@ -288,3 +318,7 @@ class Store(Protocol):
     async def add_login_attempt(self, attempt: LoginAttempt) -> None: ...
     async def list_login_attempts(self, address: str | None = None, limit: int = 50) -> list[LoginAttempt]:
         """Newest first."""
+
+    async def prune_login_attempts(self, before: float) -> int:
+        """Delete the audit's attempts older than `before` (in slices, so that other writes are
+        not held up); returns how many went."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import itertools
 import mmap
@@ -30,6 +31,34 @@ _CHUNK = 1 << 20
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _ReuseLock:
+    """Held while a file is reused for new content or removed, by every thread of every process.
+
+    Worker processes share the message files: one may collect a file as garbage while another
+    is about to reference it again. A thread lock keeps out this process's other threads (an
+    flock is per open file, which they share); the flock keeps out the other processes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _syncfs(path: Path) -> None:
@@ -56,8 +85,11 @@ class FileBlobStore:
         self._shards: set[str] = set()
         # Held while a file is reused for new content (write) or removed (remove_if_stale), so
         # that garbage collection never deletes a file that an append is about to reference.
-        self.lock = threading.Lock()
+        self.lock = _ReuseLock(root / ".reuse-lock")
         self._unsynced = False
+
+    def close(self) -> None:
+        self.lock.close()
 
     def path(self, sha256: str) -> Path:
         return Path(self._name(sha256))

@@ -6,7 +6,7 @@ account and keeps its view current from these; none of them polls the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +15,11 @@ class MessagesAdded:
     folder_id: int
     uids: tuple[int, ...]
     modseq: int
+    # The messages' flags, parallel to `uids` (SystemFlag bits), and the keywords of those that
+    # have any, when the store gives them (empty otherwise): a folder index kept in memory
+    # (store/index_cache.py) then follows the change without reading the store.
+    flags: tuple[int, ...] = field(default=(), compare=False)
+    keywords: tuple[tuple[int, frozenset[str]], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,8 @@ class FlagsChanged:
     folder_id: int
     uids: tuple[int, ...]
     modseq: int
+    flags: tuple[int, ...] = field(default=(), compare=False)  # as in MessagesAdded
+    keywords: tuple[tuple[int, frozenset[str]], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from postfach.model import (
     BlobRef,
     Flags,
     Folder,
-    FolderIndex,
     FolderStatus,
     MessageMeta,
     SpecialUse,
@@ -47,10 +46,12 @@ from postfach.store.changes import (
     MessagesAdded,
     MessagesExpunged,
 )
-from postfach.store.events import LocalEventBus
+from postfach.store.events import LocalEventBus, Subscription
+from postfach.store.index_cache import IndexCache
 from postfach.store.search_text import index_texts
 from postfach.store.sqlite_accounts import AccountTables
 from postfach.store.sqlite_folders import FolderTables
+from postfach.store.sqlite_index import IndexTables
 from postfach.store.sqlite_transfers import TransferTables
 from postfach.store.sqlite_queue import QueueTables
 from postfach.store.sqlite_security import SecurityTables
@@ -74,7 +75,7 @@ DEFAULT_BLOB_GRACE_SECONDS = 600
 INDEX_SLICE = 4  # messages the writer indexes at a time when idle
 
 
-class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, TransferTables):
+class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, SecurityTables, TransferTables):
     def __init__(
         self,
         db_path: Path,
@@ -91,6 +92,9 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         self._writer = Writer(db_path, self._publish, self.blobs.sync, self._after_batch, self._index_pending)
         self._readers = Readers(db_path)
         self._files = FileLanes()
+        # Folder indexes for SELECT, per process, kept current by events (sqlite_index.py).
+        self._index_cache = IndexCache()
+        self._index_watches: dict[int, Subscription] = {}
 
     @classmethod
     async def open(cls, db_path: Path, blob_dir: Path, **options) -> SqliteStore:
@@ -113,7 +117,9 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         # Staging first: what it stages goes on to the writer, which then finishes everything.
         await asyncio.to_thread(self._files.close)
         await asyncio.to_thread(self._writer.stop)
+        self._close_index_watches()
         self._readers.close()
+        self.blobs.close()
 
     async def check(self) -> None:
         """Raise StoreError unless the store can read and write."""
@@ -286,7 +292,8 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
                 (folder_id, uid, ref.sha256, ref.size, stamp, zone_minutes, int(flags.system),
                  keywords_text(flags.keywords), modseq),
             )
-            tx.changes.append(MessagesAdded(account_id, folder_id, (uid,), modseq))
+            keywords = ((uid, flags.keywords),) if flags.keywords else ()
+            tx.changes.append(MessagesAdded(account_id, folder_id, (uid,), modseq, (int(flags.system),), keywords))
             return MessageMeta(folder_id, uid, ref, flags, datetime.fromtimestamp(stamp, when.tzinfo), modseq)
 
         return job
@@ -329,25 +336,6 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         )
         if tx.execute("DELETE FROM messages WHERE folder_id = ?", (folder_id,)).rowcount:
             self._gc_wanted = True
-
-    async def load_index(self, folder_id: int) -> FolderIndex:
-        def query(conn: sqlite3.Connection) -> FolderIndex:
-            folder = find_folder(conn, folder_id)
-            index = FolderIndex(folder_id, folder.uidvalidity, folder.uidnext, folder.highestmodseq)
-            rows = conn.execute(
-                "SELECT uid, flags, modseq, keywords FROM messages WHERE folder_id = ? ORDER BY uid", (folder_id,)
-            ).fetchall()
-            if rows:
-                uids, system_flags, modseqs, keywords = zip(*rows)
-                index.uids = list(uids)
-                index.system_flags = list(system_flags)
-                index.modseqs = list(modseqs)
-                index.keywords = {
-                    uid: frozenset(text.split()) for uid, text in zip(uids, keywords) if text is not None
-                }
-            return index
-
-        return await self._readers.run(query)
 
     async def get_messages(self, folder_id: int, uids: Iterable[int]) -> list[MessageMeta]:
         wanted = sorted(set(uids))
@@ -414,7 +402,11 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
                 # RFC 7162 §3.1: messages changed by one operation may share one mod-sequence.
                 tx.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (modseq, folder_id))
                 uids_changed = tuple(message.uid for message in changed)
-                tx.changes.append(FlagsChanged(folder.account_id, folder_id, uids_changed, modseq))
+                tx.changes.append(FlagsChanged(
+                    folder.account_id, folder_id, uids_changed, modseq,
+                    tuple(int(message.flags.system) for message in changed),
+                    tuple((message.uid, message.flags.keywords) for message in changed if message.flags.keywords),
+                ))
             return changed
 
         return job
@@ -538,6 +530,12 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         if not rows:
             return False
         texts = [(sha256, self._index_texts(sha256, parsed)) for sha256, parsed in rows]
+        # Not synced at its COMMIT (WAL: the next synced commit syncs it too). Lost to a power
+        # failure, the transaction is lost whole, and its messages are still pending: indexing
+        # them again is all it costs. A sync per slice made indexing up to three times slower (with
+        # other writes on the disk), and the time after a bulk delivery in which SEARCH reads the
+        # pending messages one by one as long.
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sha256, text in texts:
@@ -552,14 +550,18 @@ class SqliteStore(AccountTables, FolderTables, QueueTables, SecurityTables, Tran
         except Exception:
             conn.execute("ROLLBACK")
             raise
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")  # every other write: durable when acknowledged
         return len(rows) == INDEX_SLICE
 
     def _index_texts(self, sha256: str, parsed: str) -> tuple[str, str]:
         try:
-            data = self.blobs.read(sha256)
+            # Mapped, not read: the index takes a bounded part of each text part, and a large
+            # message must not be copied into memory for that.
+            with self.blobs.mapped(sha256) as data:
+                return index_texts(data, ParsedMessage.from_json(parsed))
         except FileNotFoundError:
             return "", ""
-        return index_texts(data, ParsedMessage.from_json(parsed))
 
     # ------------------------------------------------------------------ garbage collection
 

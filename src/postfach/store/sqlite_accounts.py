@@ -143,6 +143,11 @@ class AccountTables:
             for folder_id, _ in folders:
                 self._release_folder_messages(tx, folder_id)
             tx.execute("DELETE FROM aliases WHERE target = ?", (address,))
+            # Login state is keyed by address, not account id, so no foreign key takes it along:
+            # without this a new mailbox with the same address would start in quarantine.
+            tx.execute("DELETE FROM login_failures WHERE address = ?", (address,))
+            tx.execute("DELETE FROM login_quarantines WHERE address = ?", (address,))
+            tx.execute("DELETE FROM app_passwords WHERE account_id = ?", (account_id,))
             tx.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
             tx.changes.extend(FolderDeleted(account_id, folder_id, name) for folder_id, name in folders)
 

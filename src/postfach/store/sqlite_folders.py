@@ -95,7 +95,9 @@ class FolderTables:
                 [(inbox.id, uid, gone_modseq) for uid in old_uids],
             )
             tx.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (gone_modseq, inbox.id))
-            tx.changes.append(MessagesAdded(account_id, target.id, new_uids, modseq))
+            keywords = tuple((uid, frozenset(old[6].split())) for uid, old in zip(new_uids, rows) if old[6])
+            flags = tuple(old[5] for old in rows)
+            tx.changes.append(MessagesAdded(account_id, target.id, new_uids, modseq, flags, keywords))
             tx.changes.append(MessagesExpunged(account_id, inbox.id, old_uids, gone_modseq))
             return find_folder(tx.conn, target.id)
 

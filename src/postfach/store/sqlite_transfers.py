@@ -2,8 +2,8 @@
 
 COPY and MOVE are one transaction each (all or nothing; MOVE never shows a
 message in both folders or in neither). The full-text index (migration 003)
-holds case-folded text per blob; GLOB '*needle*' on the trigram index is an
-exact, case-insensitive substring match.
+holds case-folded text per blob; a phrase query on the trigram index is an
+exact, case-insensitive substring match (GLOB for needles under three characters).
 """
 
 from __future__ import annotations
@@ -104,7 +104,10 @@ class TransferTables:
                 (folder_id, uid, *row[2:8], modseq),
             )
             pairs.append((row[1], uid))
-        tx.changes.append(MessagesAdded(account_id, folder_id, tuple(new for _, new in pairs), modseq))
+        new_uids = tuple(new for _, new in pairs)
+        flags = tuple(row[6] for row in rows)
+        keywords = tuple((uid, frozenset(row[7].split())) for uid, row in zip(new_uids, rows) if row[7])
+        tx.changes.append(MessagesAdded(account_id, folder_id, new_uids, modseq, flags, keywords))
         return pairs
 
     async def search_pending_count(self) -> int:
@@ -112,30 +115,52 @@ class TransferTables:
         return await self._readers.run(lambda conn: conn.execute("SELECT count(*) FROM search_pending").fetchone()[0])
 
     async def search_text(self, folder_id: int, needle: str, *, body_only: bool) -> list[int]:
-        # GLOB on case-folded text: exact substring semantics, served by the trigram index.
         folded = needle.casefold()
-        pattern = "*" + folded.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*"
-        where = "s.body GLOB :p" if body_only else "(s.body GLOB :p OR s.head GLOB :p)"
 
         def query(conn: sqlite3.Connection) -> list[int]:
-            hits = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT m.uid FROM messages m JOIN search_docs d ON d.sha256 = m.blob_sha256"
-                    f" WHERE m.folder_id = :folder AND d.id IN (SELECT rowid FROM search_index s WHERE {where})",
-                    {"folder": folder_id, "p": pattern},
-                )
-            }
+            hits = _indexed_hits(conn, folder_id, folded, body_only)
             # Messages the writer has not indexed yet are read as they are (few, unless under load).
+            # From the pending ones to the folder, not the other way: no lookup per message of a
+            # large folder when nothing is pending.
             pending = conn.execute(
-                "SELECT m.uid, b.sha256, b.parsed FROM messages m JOIN search_pending p ON p.sha256 = m.blob_sha256"
-                " JOIN blobs b ON b.sha256 = m.blob_sha256 WHERE m.folder_id = ?",
+                "SELECT m.uid, b.sha256, b.parsed FROM search_pending p"
+                " CROSS JOIN messages m ON m.blob_sha256 = p.sha256 CROSS JOIN blobs b ON b.sha256 = p.sha256"
+                " WHERE m.folder_id = ?",
                 (folder_id,),
             ).fetchall()
             for uid, sha256, parsed in pending:
                 head, body = self._index_texts(sha256, parsed)
                 if folded in body or (not body_only and folded in head):
-                    hits.add(uid)
-            return sorted(hits)
+                    hits.append(uid)
+            return sorted(set(hits)) if pending else sorted(hits)
 
         return await self._readers.run(query)
+
+
+def _indexed_hits(conn: sqlite3.Connection, folder_id: int, folded: str, body_only: bool) -> list[int]:
+    """UIDs in the folder whose indexed (case-folded) text contains `folded`.
+
+    CROSS JOIN fixes the join order: left to the planner, MATCH or GLOB in an IN subquery
+    ran once per message of the folder (over five minutes for a common word in 100,000).
+    The uids come back as one text, not a row each (10 ms less for 30,000 hits).
+    """
+    if len(folded) >= 3:
+        # A phrase of the trigram tokenizer is exactly a substring of three characters or
+        # more, answered from the index alone, starting from its hits.
+        phrase = '"' + folded.replace('"', '""') + '"'
+        found = conn.execute(
+            "SELECT group_concat(m.uid) FROM search_index s CROSS JOIN search_docs d ON d.id = s.rowid"
+            " CROSS JOIN messages m ON m.blob_sha256 = d.sha256"
+            " WHERE s.search_index MATCH ? AND m.folder_id = ?",
+            ("body : " + phrase if body_only else phrase, folder_id),
+        ).fetchone()[0]
+    else:
+        # Shorter needles have no trigram: GLOB on the text of each of the folder's messages.
+        pattern = "*" + folded.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*"
+        where = "s.body GLOB :p" if body_only else "(s.body GLOB :p OR s.head GLOB :p)"
+        found = conn.execute(
+            "SELECT group_concat(m.uid) FROM messages m CROSS JOIN search_docs d ON d.sha256 = m.blob_sha256"
+            f" CROSS JOIN search_index s ON s.rowid = d.id WHERE m.folder_id = :folder AND {where}",
+            {"folder": folder_id, "p": pattern},
+        ).fetchone()[0]
+    return list(map(int, found.split(","))) if found else []

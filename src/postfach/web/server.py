@@ -11,7 +11,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
 from postfach.config import ListenAddress
-from postfach.net import os_reason
+from postfach.net import bind_socket
 from postfach.store.base import Store
 from postfach.web.app import build_app
 
@@ -34,8 +34,11 @@ class _HypercornConfig(HypercornConfig):
 
 
 class WebServer:
-    def __init__(self, address: ListenAddress, context: ssl.SSLContext, store: Store) -> None:
+    def __init__(
+        self, address: ListenAddress, context: ssl.SSLContext, store: Store, sock: socket.socket | None = None
+    ) -> None:
         self.address = address
+        self._sock = sock  # bound already (by the supervisor of several workers), or bind at start
         self._context = context
         self._app = build_app(store)
         self._stopping = asyncio.Event()
@@ -44,15 +47,7 @@ class WebServer:
 
     async def start(self) -> None:
         # We bind the socket ourselves, so port 0 works and a taken port fails here, at start.
-        family = socket.AF_INET6 if ":" in self.address.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.address.host, self.address.port))
-            sock.listen(1024)
-        except OSError as error:
-            sock.close()
-            raise OSError(f"cannot listen for http on {self.address}: {os_reason(error)}") from None
+        sock = self._sock or bind_socket("http", self.address)
         self.bound = ListenAddress(self.address.host, sock.getsockname()[1])
         config = _HypercornConfig(self._context)
         config.bind = [f"fd://{sock.detach()}"]

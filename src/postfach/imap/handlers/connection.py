@@ -62,7 +62,7 @@ async def _log_in(session: ImapSession, user: str, password: str) -> Done:
         # The client hears the same for every reason (quarantine too); the log says which.
         log.info("[%d] login failed for %r from %s: %s", session.connection_id, user, session.peer, result)
         raise No("authentication failed", "AUTHENTICATIONFAILED")
-    if not session.services.limits.log_in(result.id):
+    if not await session.services.limits.log_in(result.id):
         log.info("[%d] %s has too many IMAP connections", session.connection_id, result.address)
         raise No("too many connections for this account; close some", "LIMIT")
     session.account = result

@@ -58,9 +58,7 @@ async def select(session: ImapSession, command: c.Select | c.Examine) -> Done:
     if not session.rev2:
         shown = sum(1 for uid in view.recent if view.seq_of(uid) is not None)
         session.send(b"* %d RECENT\r\n" % (waiting if read_only else shown))
-        first_unseen = next(
-            (seq for seq, bits in enumerate(view.system_flags, 1) if not bits & SystemFlag.SEEN), None
-        )
+        first_unseen = _first_unseen(view)
         if first_unseen is not None:
             session.send(r.untagged_status("OK", f"message {first_unseen} is the first unseen", f"UNSEEN {first_unseen}"))
     else:
@@ -78,6 +76,17 @@ async def select(session: ImapSession, command: c.Select | c.Examine) -> Done:
 
     mode = "READ-ONLY" if read_only else "READ-WRITE"
     return Done(f"{command.NAME} completed", mode)
+
+
+# Each message's flags byte -> 1 if \Seen else 0: the first 0 is the first unseen message.
+_SEEN_OR_NOT = bytes(1 if bits & SystemFlag.SEEN else 0 for bits in range(256))
+
+
+def _first_unseen(view: SelectedFolder) -> int | None:
+    """The sequence number of the first message without \\Seen, found in C, not per message in Python
+    (`int & SystemFlag` builds an enum member each time: 80 ms for 100,000 messages)."""
+    position = bytes(view.system_flags).translate(_SEEN_OR_NOT).find(0)
+    return None if position < 0 else position + 1
 
 
 async def _resync(session: ImapSession, view: SelectedFolder, qresync: c.Qresync, uidnext: int) -> None:

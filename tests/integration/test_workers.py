@@ -1,0 +1,243 @@
+"""`postfach serve --workers N`: the rules of one server hold across its worker processes (issue 7 point 1).
+
+Which worker accepts a connection is up to the kernel. To put a connection on
+a chosen worker, `pinned` stops (SIGSTOP) every other worker while the
+connection is made, so only the chosen one can accept it.
+"""
+
+import asyncio
+import contextlib
+import imaplib
+import os
+import poplib
+import re
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from postfach.config import load_config
+from postfach.store.sqlite import SqliteStore
+from tests.support.accounts import PASSWORD, make_account
+from tests.support.config import write_config
+from tests.support.idle import Idler
+from tests.support.server import ServeProcess
+from tests.support.tls import insecure_context
+
+USER = "alice@example.com"
+DEADLINE = 1.0
+STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+
+
+class Workers:
+    """A real `postfach serve --workers 2` with one account."""
+
+    def __init__(self, tmp_path, extra: str = "", auth: str = "", count: int = 2) -> None:
+        config_file = write_config(tmp_path, extra=f"{extra}[auth]\nallow_plaintext_on_loopback = true\n{auth}")
+        asyncio.run(_add_account(load_config(config_file, environ={})))
+        self.count = count
+        self.process = ServeProcess(["--config", str(config_file), "--workers", str(count)])
+        self.addresses = self.process.addresses
+
+    def pids(self) -> dict[int, int]:
+        """The running worker of each number (the newest, after a restart)."""
+        pids = {}
+        for line in self.process.log:
+            if match := STARTED.search(line):
+                pids[int(match.group(1))] = int(match.group(2))
+        assert len(pids) == self.count, "".join(self.process.log)
+        return pids
+
+    @contextlib.contextmanager
+    def pinned(self, number: int):
+        """Connections made in this block are accepted by worker `number`."""
+        others = [pid for other, pid in self.pids().items() if other != number]
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in others:
+                os.kill(pid, signal.SIGCONT)
+
+    def imap(self, number: int) -> imaplib.IMAP4_SSL:
+        address = self.addresses["imaps"]
+        with self.pinned(number):
+            return imaplib.IMAP4_SSL(address.host, address.port, ssl_context=insecure_context(), timeout=10)
+
+    def login(self, number: int) -> imaplib.IMAP4_SSL:
+        client = self.imap(number)
+        client.login(USER, PASSWORD)
+        return client
+
+    def stop(self) -> int:
+        return self.process.stop(signal.SIGTERM)
+
+
+async def _add_account(config) -> None:
+    store = await SqliteStore.open(config.db_path, config.blob_dir)
+    try:
+        await make_account(store, USER)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def make_workers(tmp_path):
+    started = []
+
+    def make(extra: str = "", auth: str = "", count: int = 2) -> Workers:
+        workers = Workers(tmp_path, extra, auth, count)
+        started.append(workers)
+        return workers
+
+    yield make
+    for workers in started:
+        workers.process.kill()
+
+
+def test_idle_in_one_worker_hears_of_mail_flags_and_expunges_made_in_another(make_workers):
+    workers = make_workers()
+    idler = Idler(workers.login(1))
+    smtp = workers.addresses["smtp"]
+    with workers.pinned(2):
+        mx = smtplib.SMTP(smtp.host, smtp.port, timeout=10)
+    with mx:
+        mx.sendmail("someone@example.org", [USER], b"Subject: hello\r\n\r\nnew mail\r\n")
+    assert idler.wait_for(b"EXISTS") < DEADLINE
+
+    other = workers.login(2)
+    other.select("INBOX")
+    other.store("1", "+FLAGS", "(\\Flagged)")
+    assert idler.wait_for(b"\\Flagged") < DEADLINE
+    other.store("1", "+FLAGS", "(\\Deleted)")
+    other.expunge()
+    assert idler.wait_for(b"EXPUNGE") < DEADLINE
+    other.logout()
+    assert workers.stop() == 0
+
+
+def test_connections_per_address_count_on_every_worker(make_workers):
+    workers = make_workers("[imap]\nmax_connections_per_address = 2\n")
+    first, second = workers.imap(1), workers.imap(2)
+    for number in (1, 2):
+        with pytest.raises(imaplib.IMAP4.error, match="too many connections"):
+            workers.imap(number)
+    first.logout()
+    # The supervisor hears of the close a moment after the client does.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            third = workers.imap(1)
+            break
+        except imaplib.IMAP4.error:
+            assert time.monotonic() < deadline, "a closed connection was never given back"
+            time.sleep(0.05)
+    third.logout()
+    second.logout()
+    assert workers.stop() == 0
+
+
+def test_connections_per_account_count_on_every_worker(make_workers):
+    workers = make_workers("[imap]\nmax_connections_per_account = 2\n")
+    sessions = [workers.login(1), workers.login(2)]
+    refused = workers.imap(1)
+    with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+        refused.login(USER, PASSWORD)
+    for session in sessions:
+        session.logout()
+    assert workers.stop() == 0
+
+
+def test_pop3_maildrop_lock_holds_across_workers(make_workers):
+    workers = make_workers("[pop3]\nexclusive_lock = true\n")
+    address = workers.addresses["pop3"]
+    with workers.pinned(1):
+        holder = poplib.POP3(address.host, address.port, timeout=10)
+    holder.user(USER)
+    holder.pass_(PASSWORD)
+    with workers.pinned(2):
+        other = poplib.POP3(address.host, address.port, timeout=10)
+    other.user(USER)
+    with pytest.raises(poplib.error_proto, match=r"IN-USE"):
+        other.pass_(PASSWORD)
+    holder.quit()
+    other.close()
+    assert workers.stop() == 0
+
+
+def test_quarantine_from_one_worker_holds_in_another(make_workers):
+    workers = make_workers(auth="quarantine_failures = 3\n")
+    for attempt in range(3):  # three different wrong passwords (one repeated counts once)
+        client = workers.imap(1)
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.login(USER, f"wrong password {attempt}")
+        client.logout()
+    client = workers.imap(2)
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login(USER, PASSWORD)
+    client.logout()
+    assert workers.stop() == 0
+
+
+def test_a_killed_worker_is_replaced_and_gives_back_what_it_held(make_workers):
+    workers = make_workers("[imap]\nmax_connections_per_address = 2\n")
+    held = [workers.imap(1), workers.imap(1)]
+    old_pid = workers.pids()[1]
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while workers.pids()[1] == old_pid or "postfach.server: postfach ready" not in "".join(workers.process.log):
+        assert time.monotonic() < deadline, "".join(workers.process.log)
+        time.sleep(0.1)
+    for client in held:
+        with pytest.raises((imaplib.IMAP4.abort, OSError)):
+            client.noop()
+    # Both of the dead worker's connections were given back: two new ones are admitted.
+    deadline = time.monotonic() + 10
+    fresh = []
+    while len(fresh) < 2:
+        try:
+            fresh.append(workers.login(2))
+        except imaplib.IMAP4.error:
+            assert time.monotonic() < deadline, "the dead worker's connections still count"
+            time.sleep(0.1)
+    for client in fresh:
+        client.logout()
+    replacement = workers.login(1)
+    replacement.logout()
+    assert "worker 1 ended" in "".join(workers.process.log)
+    assert workers.stop() == 0
+
+
+def test_sigterm_stops_every_worker(make_workers):
+    workers = make_workers()
+    pids = workers.pids().values()
+    assert workers.stop() == 0, "".join(workers.process.log)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "".join(workers.process.log).count("postfach.server: stopped") == 2
+
+
+def serve_refused(*args: str) -> str:
+    """`postfach serve ARGS` that must refuse to start: its one line of stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "postfach", "serve", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "many", "257"])
+def test_a_bad_worker_count_is_one_sentence(tmp_path, count):
+    message = serve_refused("--config", str(write_config(tmp_path)), "--workers", count)
+    assert "workers" in message
+
+
+def test_workers_in_the_config_file_must_be_a_positive_number(tmp_path):
+    message = serve_refused("--config", str(write_config(tmp_path, extra="workers = 0\n")))
+    assert "workers" in message
