@@ -1,68 +1,20 @@
 """SELECT answers from a folder index each worker process keeps in memory (store/index_cache.py);
 what one worker changes, a SELECT in another shows at once, exactly as the store holds it.
 
-Which worker accepts a connection is up to the kernel; `pinned` stops (SIGSTOP) the
-other worker while a connection is made, so that the chosen one accepts it.
+Connections are put on a chosen worker with `Workers.pinned` (tests/support/workers.py).
 """
 
-import asyncio
-import contextlib
 import imaplib
-import os
-import re
 import signal
 
 import pytest
 
-from postfach.config import load_config
-from postfach.store.sqlite import SqliteStore
-from tests.support.accounts import PASSWORD, make_account
-from tests.support.config import write_config
-from tests.support.server import ServeProcess
-
-USER = "alice@example.com"
-STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
-
-
-class TwoWorkers:
-    def __init__(self, tmp_path) -> None:
-        config_file = write_config(tmp_path, listeners=("imap",), extra="[auth]\nallow_plaintext_on_loopback = true\n")
-        asyncio.run(_add_account(load_config(config_file, environ={})))
-        self.process = ServeProcess(["--config", str(config_file), "--workers", "2"])
-        self.address = self.process.addresses["imap"]
-
-    def pids(self) -> dict[int, int]:
-        return {int(m.group(1)): int(m.group(2)) for line in self.process.log if (m := STARTED.search(line))}
-
-    @contextlib.contextmanager
-    def pinned(self, number: int):
-        others = [pid for other, pid in self.pids().items() if other != number]
-        for pid in others:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            for pid in others:
-                os.kill(pid, signal.SIGCONT)
-
-    def login(self, number: int) -> imaplib.IMAP4:
-        with self.pinned(number):
-            client = imaplib.IMAP4(self.address.host, self.address.port, timeout=10)
-        client.login(USER, PASSWORD)
-        return client
-
-
-async def _add_account(config) -> None:
-    store = await SqliteStore.open(config.db_path, config.blob_dir)
-    try:
-        await make_account(store, USER)
-    finally:
-        await store.close()
+from tests.support.workers import Workers
 
 
 @pytest.fixture
 def workers(tmp_path):
-    started = TwoWorkers(tmp_path)
+    started = Workers(tmp_path)
     yield started
     started.process.kill()
 

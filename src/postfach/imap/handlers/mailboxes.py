@@ -217,11 +217,13 @@ async def status_values(session: ImapSession, folder: Folder, items: tuple[str, 
             values.append((item, recent))
         elif item == "DELETED":  # RFC 9051 §6.3.11
             assert index is not None
-            values.append((item, sum(1 for bits in index.system_flags if bits & SystemFlag.DELETED)))
+            deleted_bit = int(SystemFlag.DELETED)  # plain ints: an enum & per message costs 80 ms at 100k
+            values.append((item, sum(1 for bits in index.system_flags if bits & deleted_bit)))
         elif item == "DELETED-STORAGE":
             # RFC 9208 §4.2.2: what an EXPUNGE would free, in the STORAGE resource's unit (1024 octets).
             assert index is not None
-            deleted = {uid for uid, bits in zip(index.uids, index.system_flags) if bits & SystemFlag.DELETED}
+            deleted_bit = int(SystemFlag.DELETED)
+            deleted = {uid for uid, bits in zip(index.uids, index.system_flags) if bits & deleted_bit}
             uids, sizes = await store.message_sizes(folder.id)
             values.append((item, sum(size for uid, size in zip(uids, sizes) if uid in deleted) // 1024))
     return values
