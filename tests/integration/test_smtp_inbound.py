@@ -1,12 +1,14 @@
 """The MX (listener `smtp`) with smtplib and raw sockets against an in-process server."""
 
 import asyncio
+from datetime import date
+from email import message_from_bytes, policy
 
 import pytest
 
 from postfach.auth.passwords import Passwords
 from postfach.config import load_config
-from postfach.model import Forwarding
+from postfach.model import Forwarding, Vacation
 from postfach.server import Server
 from postfach.store.changes import MessagesAdded
 from tests.support.config import write_config
@@ -497,3 +499,27 @@ async def test_a_mailbox_removed_between_rcpt_and_data_is_reported_not_filed(mx)
     assert await mx.store.get_account("carol@example.com") is None
     [dsn] = await inbox_messages(mx.store, mx.bob)
     assert b"Final-Recipient: rfc822; carol@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n" in dsn
+
+
+async def test_vacation_answers_a_hosted_sender_once_and_never_a_list(mx):
+    today = date.today()  # the server's local date
+    await mx.store.set_vacation("alice@example.com", Vacation(today, today, "Out of office", "Back tomorrow.\n"))
+    question = (b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: lunch?\r\n"
+                b"Message-ID: <lunch-1@example.com>\r\n\r\nLunch today?\r\n")
+    assert await run(send, mx, "bob@example.com", ["alice@example.com"], question) == {}
+    [reply] = await inbox_messages(mx.store, mx.bob)
+    parsed = message_from_bytes(reply, policy=policy.default)
+    assert reply.startswith(b"Return-Path: <>\r\n")  # RFC 3834 §3.3: the null sender
+    assert (parsed["From"], parsed["To"], parsed["Subject"]) == ("alice@example.com", "bob@example.com",
+                                                                 "Out of office")
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed["In-Reply-To"] == parsed["References"] == "<lunch-1@example.com>"
+    assert parsed.get_content().strip() == "Back tomorrow."
+
+    await run(send, mx, "bob@example.com", ["alice@example.com"], question.replace(b"lunch-1", b"lunch-2"))
+    listed = question.replace(b"Subject:", b"List-Id: <lunch.lists.example.com>\r\nSubject:")
+    carol = await mx.store.add_account("carol@example.com", HASH, QUOTA)
+    await run(send, mx, "carol@example.com", ["alice@example.com"], listed)
+    assert len(await inbox_messages(mx.store, mx.alice)) == 3  # every original is filed
+    assert len(await inbox_messages(mx.store, mx.bob)) == 1  # once per period
+    assert await inbox_messages(mx.store, carol) == []  # list mail is not answered

@@ -76,6 +76,22 @@ async def test_forwarding_and_vacation_round_trip(store, account):
     assert await store.get_vacation(account.address) == vacation
 
 
+async def test_vacation_replies_once_per_period_and_forgets_when_set_again(store, account):
+    other = await store.add_account("other@example.com", "h", 10**6)
+    day = 86400
+    assert await store.claim_vacation_reply(account.id, "Sender@Remote.example", 1000, 7 * day)
+    assert not await store.claim_vacation_reply(account.id, "sender@remote.example", 1000 + 7 * day - 1, 7 * day)
+    assert await store.claim_vacation_reply(other.id, "sender@remote.example", 1001, 7 * day)  # per account
+    assert await store.claim_vacation_reply(account.id, "someone@remote.example", 1002, 7 * day)
+    # A period after the reply: one more (and the period counts from this one).
+    assert await store.claim_vacation_reply(account.id, "sender@remote.example", 1000 + 7 * day, 7 * day)
+    assert not await store.claim_vacation_reply(account.id, "sender@remote.example", 1000 + 8 * day, 7 * day)
+    today = datetime.now().date()
+    await store.set_vacation(account.address, Vacation(today, today, "Away", "Back soon.\n"))
+    assert await store.claim_vacation_reply(account.id, "sender@remote.example", 1000 + 8 * day, 7 * day)
+    assert not await store.claim_vacation_reply(other.id, "sender@remote.example", 1002, 7 * day)
+
+
 async def test_folder_deleted_and_created_again_gets_a_new_uidvalidity(store, account):
     first = await store.create_folder(account.id, "Projects")
     await store.delete_folder(first.id)

@@ -2,7 +2,16 @@ import time
 
 import pytest
 
-from postfach.delivery.checks import MISSING, MessageChecks, Recent, authserv_id, from_domain, without_results_of
+from postfach.delivery.checks import (
+    MISSING,
+    MessageChecks,
+    Recent,
+    aligned,
+    authserv_id,
+    from_domain,
+    organizational_domain,
+    without_results_of,
+)
 from postfach.delivery.incoming import InMemoryMessage
 from postfach.dns import DnsResolver
 from tests.support.dns import SilentServer, ZoneServer
@@ -99,3 +108,86 @@ async def test_a_temporary_error_is_not_kept():
         assert checks._recent.get(("spf", "192.0.2.1", "helo.example", "a@sender.example")) is MISSING
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("domain, organizational", [
+    ("mail.example.co.uk", "example.co.uk"),  # RFC 7489 §3.2: public suffix co.uk plus one label
+    ("example.co.uk", "example.co.uk"),
+    ("a.b.example.com", "example.com"),
+    ("co.uk", "co.uk"),  # itself a public suffix: its own organizational domain
+    ("com", "com"),
+    ("a.b.c.kawasaki.jp", "b.c.kawasaki.jp"),  # wildcard rule *.kawasaki.jp
+    ("city.kawasaki.jp", "city.kawasaki.jp"),  # exception rule !city.kawasaki.jp
+    ("user.github.io", "github.io"),  # ICANN section only: the private github.io is not a suffix
+    ("Mail.Example.CO.UK.", "example.co.uk"),  # upper case and the root's trailing dot
+    ("news.sender.example", "sender.example"),  # unknown TLD: the PSL's default rule "*"
+    ("localhost", "localhost"),
+    ("a..example.com", "a..example.com"),  # the list cannot place it: its own
+    ("", ""),
+    ("mail.xn--bcher-kva.example", "xn--bcher-kva.example"),  # IDN, A-labels
+    ("mail.Bücher.example", "xn--bcher-kva.example"),  # IDN, U-labels: compared as A-labels
+    ("www.xn--80aswg.xn--p1ai", "xn--80aswg.xn--p1ai"),  # сайт.рф under an IDN TLD
+    ("www.сайт.рф", "xn--80aswg.xn--p1ai"),
+])
+def test_the_organizational_domain_comes_from_the_public_suffix_list(domain, organizational):
+    assert organizational_domain(domain) == organizational
+
+
+@pytest.mark.parametrize("identifier, author, mode, expected", [
+    ("other.co.uk", "mail.example.co.uk", "r", False),  # the last-two-labels rule aligned these
+    ("example.co.uk", "mail.example.co.uk", "r", True),
+    ("example.com", "news.example.com", "r", True),
+    ("example.com", "news.example.com", "s", False),
+    ("Example.COM.", "example.com", "s", True),
+    ("co.uk", "example.co.uk", "r", False),
+    ("xn--bcher-kva.example", "news.bücher.example", "r", True),  # d= in A-labels, From: in U-labels
+    ("xn--bcher-kva.example", "bücher.example", "s", True),
+    ("user.github.io", "other.github.io", "r", True),  # private section left out, as OpenDMARC does
+])
+def test_alignment_compares_organizational_domains_in_relaxed_mode(identifier, author, mode, expected):
+    assert aligned(identifier, author, mode) is expected
+
+
+def test_a_dkim_signature_of_another_domain_under_the_same_suffix_does_not_pass_dmarc():
+    record = ({"v": "DMARC1", "p": "reject"}, "example.co.uk")
+    assert MessageChecks._dmarc(record, "mail.example.co.uk", "none", "", ("other.co.uk",)) == ("fail", "reject")
+    assert MessageChecks._dmarc(record, "mail.example.co.uk", "none", "", ("example.co.uk",)) == ("pass", "reject")
+
+
+async def _dmarc_of(zone: ZoneServer, author: str) -> tuple[tuple[str, str], list[str]]:
+    resolver = DnsResolver([zone.address], timeout=2)
+    asked: list[str] = []
+    txt = resolver.txt
+    resolver.txt = lambda name, *args: asked.append(name) or txt(name, *args)
+    checks = MessageChecks(resolver, "mail.example.com")
+    message = InMemoryMessage(f"From: a@{author}\r\nSubject: s\r\n\r\nbody\r\n".encode())
+    result = await checks.check("192.0.2.1", "helo.example", "", message)
+    return (result.dmarc, result.dmarc_policy), asked
+
+
+async def test_dmarc_discovery_falls_back_to_the_organizational_domain_by_the_public_suffix_list():
+    zone = ZoneServer()
+    zone.add("_dmarc.sender.co.uk", "TXT", "v=DMARC1; p=reject; sp=quarantine")
+    zone.add("_dmarc.co.uk", "TXT", "v=DMARC1; p=reject")  # never asked: co.uk is a public suffix
+    try:
+        outcome, asked = await _dmarc_of(zone, "news.Sender.co.uk")
+        assert asked == ["_dmarc.news.sender.co.uk", "_dmarc.sender.co.uk"]  # RFC 7489 §6.6.3
+        assert outcome == ("fail", "quarantine")  # found at the organizational domain: sp= applies
+        outcome, asked = await _dmarc_of(zone, "sender.co.uk")
+        assert asked == ["_dmarc.sender.co.uk"] and outcome == ("fail", "reject")  # its own: p=
+    finally:
+        zone.stop()
+
+
+async def test_dmarc_discovery_of_an_idn_from_domain_asks_in_a_labels():
+    zone = ZoneServer()
+    zone.add("_dmarc.xn--bcher-kva.example", "TXT", "v=DMARC1; p=reject; sp=none")
+    try:
+        outcome, asked = await _dmarc_of(zone, "bücher.example")
+        assert asked == ["_dmarc.xn--bcher-kva.example"]
+        assert outcome == ("fail", "reject")  # the From: domain's own record: p=, not sp=
+        outcome, asked = await _dmarc_of(zone, "mail.bücher.example")
+        assert asked == ["_dmarc.mail.xn--bcher-kva.example", "_dmarc.xn--bcher-kva.example"]
+        assert outcome == ("fail", "none")
+    finally:
+        zone.stop()

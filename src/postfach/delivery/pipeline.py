@@ -8,7 +8,8 @@ Every door hands an accepted message to `DeliveryPipeline.deliver`:
     (a large message streamed from its spool file) -> append that one file to each recipient's INBOX
     (concurrently: the store commits them in one group) and hand remote
     recipients and forwarding targets to the outbound queue (forwarded with
-    an SRS sender) -> quota warnings -> typed result
+    an SRS sender) -> quota warnings -> vacation replies (vacation.py; each
+    delivered through this pipeline again, null sender) -> typed result
 
 `deliver` returns when every local copy is committed, so a door that gets a
 `DeliveryResult` with `accepted` true may acknowledge the message (principle
@@ -51,6 +52,7 @@ from postfach.delivery.incoming import IncomingMessage, InMemoryMessage
 from postfach.delivery.quota_warnings import check_quota
 from postfach.delivery.recipients import Local, Looping, Malformed, NotLocal, Resolver, Unknown
 from postfach.delivery.srs import Srs
+from postfach.delivery.vacation import Autoresponder
 from postfach.model import INBOX, Account, MessageMeta
 from postfach.store.base import NotFound, QuotaExceeded, StagedBlob, Store
 
@@ -211,6 +213,7 @@ class DeliveryPipeline:
         checks: MessageChecks | None = None,
         srs: Srs | None = None,
         dmarc_reject: bool = True,
+        autoresponder: Autoresponder | None = None,
     ) -> None:
         self._store = store
         self._hostname = hostname
@@ -220,6 +223,7 @@ class DeliveryPipeline:
         self._checks = checks
         self._srs = srs
         self._dmarc_reject = dmarc_reject
+        self._autoresponder = autoresponder or Autoresponder(store, self.resolver)
 
     @property
     def hostname(self) -> str:
@@ -343,6 +347,8 @@ class DeliveryPipeline:
                 await check_quota(self._store, copy.account, copy.used_bytes, self._hostname)
             except Exception:  # the message is filed; a missed warning must not undo that
                 log.exception("quota warning for %s failed", copy.account.address)
+        for copy in delivered:
+            await self._answer(copy.account, envelope.sender, header)
         result = DeliveryResult(message_id, tuple(delivered), tuple(queued), tuple(refused), authentication)
         log.info(
             "delivery %s: %d bytes from <%s>, filed for %s%s",
@@ -361,6 +367,21 @@ class DeliveryPipeline:
         if not isinstance(result, DeliveryResult) or not result.accepted:
             # RFC 3464 §2: a bounce that cannot be delivered is dropped, never bounced again.
             log.warning("bounce to <%s> could not be delivered: %s", recipient, result)
+
+    async def _answer(self, account: Account, sender: str, header: bytes) -> None:
+        """The account's vacation reply, if it sends one, through this pipeline like any mail."""
+        try:
+            reply = await self._autoresponder.reply_for(account, sender, header)
+            if reply is None:
+                return
+            trace = Trace(self._hostname, "127.0.0.1", "LOCAL")
+            # RFC 3834 §3.3: the null sender, so that nothing answers the answer.
+            result = await self.deliver(Envelope("", (reply.recipient,)), reply.message, trace)
+            if not isinstance(result, DeliveryResult) or not result.accepted:
+                log.warning("vacation reply of %s to <%s> could not be delivered: %s",
+                            account.address, reply.recipient, result)
+        except Exception:  # the message is filed; a reply that fails must not undo that
+            log.exception("vacation reply of %s to <%s> failed", account.address, sender)
 
     async def _enqueue(self, sender: str, queued: list[ToBeQueued], staged: StagedBlob) -> None:
         """Remote recipients leave with the sender as it is; targets a hosted address forwards

@@ -234,6 +234,8 @@ class AccountTables:
         def job(tx: Tx) -> None:
             account_id = find_account_id(tx.conn, address)
             tx.execute("DELETE FROM vacations WHERE account_id = ?", (account_id,))
+            # Set again (or cleared): the senders answered so far get one reply more.
+            tx.execute("DELETE FROM vacation_replies WHERE account_id = ?", (account_id,))
             if vacation is not None:
                 tx.execute(
                     "INSERT INTO vacations (account_id, start_date, end_date, subject, body) VALUES (?, ?, ?, ?, ?)",
@@ -253,3 +255,16 @@ class AccountTables:
         if row is None:
             return None
         return Vacation(date.fromisoformat(row[0]), date.fromisoformat(row[1]), row[2], row[3])
+
+    async def claim_vacation_reply(self, account_id: int, sender: str, now: int, period: int) -> bool:
+        def job(tx: Tx) -> bool:
+            # One statement, so two deliveries at once cannot both claim the same sender.
+            cursor = tx.execute(
+                "INSERT INTO vacation_replies (account_id, sender, replied_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (account_id, sender) DO UPDATE SET replied_at = excluded.replied_at"
+                " WHERE vacation_replies.replied_at <= ?",
+                (account_id, sender.lower(), now, now - period),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(job)
