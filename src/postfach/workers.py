@@ -118,6 +118,8 @@ class Supervisor:
             worker_end.close()
         self._workers[number] = process
         log.info("worker %d started (pid %d)", number, process.pid)
+        if self._stopping.is_set():  # a restart that raced with SIGTERM: it stops with the others
+            process.send_signal(signal.SIGTERM)
         watcher = asyncio.create_task(self._watch(number, process, supervisor_end), name=f"worker-{number}")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
