@@ -35,7 +35,6 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 
-from postfach.connection_limits import LocalSlots
 from postfach.store.changes import Change
 from postfach.store.events import LocalEventBus
 
@@ -166,11 +165,14 @@ class BrokeredEventBus(LocalEventBus):
 
 
 class Hub:
-    """The supervisor's end of every worker's socket."""
+    """The supervisor's end of every worker's socket.
+
+    A slot's count is the sum of what each worker holds, so the counts of a worker that
+    ended go with it.
+    """
 
     def __init__(self, on_ready: Callable[[int], None]) -> None:
         self._writers: dict[int, asyncio.StreamWriter] = {}
-        self._slots = LocalSlots()
         self._held: dict[int, Counter[tuple[str, str]]] = {}
         self._on_ready = on_ready
 
@@ -178,19 +180,16 @@ class Hub:
         """Run one worker's side until its socket closes (the worker ended)."""
         reader, writer = await asyncio.open_unix_connection(sock=sock)
         self._writers[worker] = writer
-        held = self._held.setdefault(worker, Counter())
+        self._held[worker] = Counter()
         try:
             while (message := await read_frame(reader)) is not None:
-                self._handle(worker, held, writer, message)
+                self._handle(worker, message)
         finally:
-            self._writers.pop(worker, None)
-            # A worker that ended holds no connections any more.
-            for (kind, key), count in self._held.pop(worker, Counter()).items():
-                for _ in range(count):
-                    self._slots.release(kind, key)
+            del self._writers[worker]
+            del self._held[worker]  # a worker that ended holds no connections any more
             writer.close()
 
-    def _handle(self, worker: int, held: Counter, writer: asyncio.StreamWriter, message: tuple) -> None:
+    def _handle(self, worker: int, message: tuple) -> None:
         kind = message[0]
         if kind == "event":
             data = frame(message)
@@ -199,15 +198,18 @@ class Hub:
                     other_writer.write(data)
         elif kind == "acquire":
             _, request, slot_kind, key, limit = message
-            granted = self._slots.take(slot_kind, key, limit)
+            slot = (slot_kind, key)
+            granted = sum(held[slot] for held in self._held.values()) < limit
             if granted:
-                held[slot_kind, key] += 1
-            writer.write(frame(("granted", request, granted)))
+                self._held[worker][slot] += 1
+            self._writers[worker].write(frame(("granted", request, granted)))
         elif kind == "release":
             _, slot_kind, key = message
-            if held[slot_kind, key] > 0:
+            held = self._held[worker]
+            if held[slot_kind, key] > 1:
                 held[slot_kind, key] -= 1
-                self._slots.release(slot_kind, key)
+            else:  # no zero left behind: one per client address ever seen would pile up
+                held.pop((slot_kind, key), None)
         elif kind == "ready":
             self._on_ready(worker)
         else:

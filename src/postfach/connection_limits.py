@@ -32,10 +32,6 @@ class LocalSlots:
         self._taken: Counter[tuple[str, str]] = Counter()
 
     async def acquire(self, kind: str, key: str, limit: int) -> bool:
-        return self.take(kind, key, limit)
-
-    def take(self, kind: str, key: str, limit: int) -> bool:
-        """`acquire` without the coroutine, for the supervisor that keeps every worker's counts."""
         if self._taken[kind, key] >= limit:
             return False
         self._taken[kind, key] += 1
@@ -45,9 +41,6 @@ class LocalSlots:
         self._taken[kind, key] -= 1
         if self._taken[kind, key] <= 0:
             del self._taken[kind, key]
-
-    def taken(self, kind: str, key: str) -> int:
-        return self._taken[kind, key]
 
 
 class ConnectionLimits:

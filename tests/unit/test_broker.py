@@ -114,3 +114,13 @@ async def test_ready_is_reported_with_the_worker_number(cluster):
     (await cluster.join(4)).send(("ready",))
     await settle()
     assert cluster.ready == [4]
+
+
+async def test_released_slots_leave_no_counts_behind(cluster):
+    slots = BrokerSlots(await cluster.join(1))
+    for number in range(50):
+        assert await slots.acquire("smtp-address", f"192.0.2.{number}", 1)
+        slots.release("smtp-address", f"192.0.2.{number}")
+    slots.release("smtp-address", "198.51.100.1")  # never taken: ignored
+    await settle()
+    assert cluster.hub._held[1] == {}
