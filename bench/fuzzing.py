@@ -28,7 +28,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+# src for postfach, the checkout for tests.support (the fuzz targets share the tests' seeds).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 Check = Callable[[bytes], None]
 

@@ -20,6 +20,7 @@ from postfach.mime import BodyPart, ParsedMessage, parse_message, search_text
 from postfach.mime.envelope import build_envelope
 from postfach.mime.structure import StructureParser
 from postfach.mime.text import preview
+from tests.support.messages import NESTED_MIME
 
 # --- invariants that hold for any input ----------------------------------------
 
@@ -66,15 +67,7 @@ def test_arbitrary_bytes(data):
     check_any(data)
 
 
-SEED = (
-    b"From: \"A\" <a@x>, G: b@y;\r\nSubject: =?utf-8?q?x?=\r\n"
-    b"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n"
-    b"--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n\r\nt\r\n--c--\r\n"
-    b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: i\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n"
-    b"--d\r\n\r\nSubject: dd\r\n\r\nx\r\n--d--\r\n"
-    b"--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+aGk8L2I+\r\n"
-    b"--b--\r\nepi\r\n"
-)
+SEED = NESTED_MIME
 FRAGMENTS = [
     b"\r\n", b"\n", b"\r", b"--b", b"--b--", b"--c\r\n", b"--d", b":", b";", b" ", b"\t",
     b"Content-Type: multipart/mixed; boundary=b\r\n", b"Content-Type: message/rfc822\r\n\r\n",
