@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 512
+QUIET_SECONDS = 0.05  # no write for this long: the writer does background work
+BACKGROUND_INTERVAL = 1.0  # ... and at least this often while writes keep coming
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -70,9 +73,11 @@ class Tx:
 
 @dataclass
 class _Job:
-    run: Callable[[Tx], Any]
+    run: Callable[[Tx], Any] | None
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    # Work before the transaction (writing a message file) that gives `run`, when run is None.
+    prepare: Callable[[], Callable[[Tx], Any]] | None = None
 
 
 @dataclass
@@ -91,7 +96,7 @@ _Outcome = tuple[asyncio.Future, Any, BaseException | None]
 
 
 class Writer:
-    """The one thread that writes; `when_idle` does background work while no job waits.
+    """The one thread that writes; `when_idle` does background work in pauses between writes.
 
     `after_batch` runs in it after every commit, before anyone hears of the batch.
     The callers of a batch hear of it all at once, in one wake-up of their event
@@ -130,6 +135,14 @@ class Writer:
         """`submit` from any thread: `future` belongs to `loop`, and is resolved there."""
         self._jobs.put(_Job(run, future, loop))
 
+    def enqueue_prepared(self, prepare: Callable[[], Callable[[Tx], Any]], future: asyncio.Future,
+                         loop: asyncio.AbstractEventLoop) -> None:
+        """Like `enqueue`, for a job that needs blocking work first: the writer calls `prepare`
+        before it opens the batch's transaction (so the lock is held for rows only), and the
+        function `prepare` returns inside it. A `prepare` that raises fails its job alone.
+        For short work: the thread hop it saves is worth more than the time it takes."""
+        self._jobs.put(_Job(None, future, loop, prepare))
+
     def submit_maintenance(self, run: Callable[[sqlite3.Connection], T]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -145,12 +158,18 @@ class Writer:
         conn = connect(self._path)
         try:
             idle_work = True  # work left from before this process, perhaps
+            last_idle_work = time.monotonic()
             while True:
                 if idle_work:
+                    # Background work waits for a pause in the writes, so that a burst of
+                    # deliveries is not slowed by indexing it; under writes without pauses it
+                    # still gets a turn every BACKGROUND_INTERVAL.
+                    due = last_idle_work + BACKGROUND_INTERVAL - time.monotonic()
                     try:
-                        item = self._jobs.get_nowait()
+                        item = self._jobs.get(timeout=max(0.0, min(QUIET_SECONDS, due)))
                     except queue.Empty:
                         idle_work = self._run_when_idle(conn)
+                        last_idle_work = time.monotonic()
                         continue
                 else:
                     item = self._jobs.get()
@@ -197,15 +216,19 @@ class Writer:
         # later may still see its write committed: as with any database, cancelling a
         # COMMIT in flight does not undo it.)
         started = [job for job in batch if not job.future.cancelled()]
+        runs = [_prepared(job) for job in started]
         outcomes: list[_Outcome] = []
         changes: list[Change] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in started:
+            for job, run in zip(started, runs):
+                if isinstance(run, BaseException):
+                    outcomes.append((job.future, None, run))
+                    continue
                 tx = Tx(conn)
                 conn.execute("SAVEPOINT job")
                 try:
-                    result = job.run(tx)
+                    result = run(tx)
                 except Exception as error:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
@@ -234,6 +257,16 @@ class Writer:
                 by_loop.setdefault(job.loop, []).append(outcome)
             for index, (loop, loop_outcomes) in enumerate(by_loop.items()):
                 _hand_over(loop, loop_outcomes, changes if index == 0 else [], self._publish)
+
+
+def _prepared(job: _Job) -> Callable[[Tx], Any] | BaseException:
+    if job.run is not None:
+        return job.run
+    assert job.prepare is not None
+    try:
+        return job.prepare()
+    except Exception as error:
+        return error
 
 
 def _hand_over(
@@ -320,6 +353,14 @@ class Readers:
 
     async def run(self, query: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+
+    def _fetch_one(self, sql: str, params: Any) -> Any:
+        return self._connection().execute(sql, params).fetchone()
+
+    async def fetch_one(self, sql: str, params: Any = ()) -> Any:
+        """The first row of one statement: a statement alone reads one snapshot, so this needs
+        no transaction around it (which `run` opens, for several statements)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._fetch_one, sql, params)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
