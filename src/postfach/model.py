@@ -122,15 +122,6 @@ class Forwarding:
 
 
 @dataclass(frozen=True, slots=True)
-class RecipientFacts:
-    """What delivery needs to know of one address, read in one go."""
-
-    domain_hosted: bool
-    account: Account | None
-    forwarding: Forwarding | None
-
-
-@dataclass(frozen=True, slots=True)
 class Vacation:
     """The autoresponder: it answers from `start` to `end`, both days included."""
 
@@ -141,6 +132,26 @@ class Vacation:
 
     def active_on(self, day: date) -> bool:
         return self.start <= day <= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """An account as delivery sees it: where new mail goes and what filing it may set off, read
+    with the account so that filing a message needs no further read."""
+
+    account: Account
+    inbox_id: int | None  # None only when the INBOX row is missing (the store refuses the copy)
+    quota_warned: int  # the quota warning level last sent, percent (delivery/quota_warnings.py)
+    vacation: Vacation | None  # the autoresponder's settings, when it has any
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """What delivery needs to know of one address, read in one go."""
+
+    domain_hosted: bool
+    mailbox: Mailbox | None
+    forwarding: Forwarding | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from postfach.model import DEFAULT_FOLDERS, Flags, Forwarding, SpecialUse, SystemFlag, Vacation
+from postfach.model import DEFAULT_FOLDERS, Flags, Forwarding, Mailbox, SpecialUse, SystemFlag, Vacation
 from postfach.store.base import AlreadyExists, Conflict, FlagMode, NotFound, QuotaExceeded
 from postfach.store.changes import FlagsChanged, FolderRenamed, MessagesAdded, MessagesExpunged
 from tests.support.messages import make_message
@@ -194,6 +194,26 @@ async def test_quota_is_enforced_and_a_refused_append_stores_nothing(store, acco
     # Moving to Trash must never fail on quota: the caller can say so.
     trash = await store.get_folder(account.id, "Trash")
     await append(store, trash, size=2 * 1024 * 1024, enforce_quota=False)
+
+
+async def test_file_message_stores_once_and_each_copy_stands_alone(store, account, inbox):
+    full = await store.add_account("full@example.com", "h", 6 * 1024 * 1024)
+    gone = await store.add_account("gone@example.com", "h", 10**7)
+    full_inbox = await store.get_folder(full.id, "INBOX")
+    gone_inbox = await store.get_folder(gone.id, "INBOX")
+    await append(store, full_inbox, size=5 * 1024 * 1024)
+    await store.remove_account(gone.address)
+    data = make_message(subject="for three", size=2 * 1024 * 1024)
+
+    staged, outcomes = await store.file_message(data, [inbox.id, full_inbox.id, gone_inbox.id])
+
+    filed, over_quota, missing = outcomes
+    assert (filed.folder_id, filed.blob) == (inbox.id, staged.ref)
+    assert isinstance(over_quota, QuotaExceeded) and isinstance(missing, NotFound)
+    assert await store.read_blob(staged.ref.sha256) == data
+    assert (await store.folder_status(inbox.id)).messages == 1
+    assert (await store.folder_status(full_inbox.id)).messages == 1  # only what was there
+    assert (await store.get_account(account.address)).used_bytes == len(data)
 
 
 async def test_quota_accounting_is_exact_under_concurrent_appends_and_deletes(store, account, inbox):
@@ -552,10 +572,18 @@ async def test_text_search_finds_messages_before_and_after_they_are_indexed(stor
 
 
 async def test_recipient_facts_in_one_read(store, account):
+    inbox = await store.get_folder(account.id, "INBOX")
     facts = await store.recipient_facts(account.address)
-    assert facts.domain_hosted and facts.account == account and facts.forwarding is None
+    assert facts.domain_hosted and facts.forwarding is None
+    assert facts.mailbox == Mailbox(account, inbox.id, 0, None)
     await store.set_forwarding(account.address, Forwarding(("x@elsewhere.org",), keep_copy=True))
-    assert (await store.recipient_facts(account.address)).forwarding == Forwarding(("x@elsewhere.org",), True)
+    today = datetime.now().date()
+    vacation = Vacation(today, today, "Away", "Back tomorrow.\n")
+    await store.set_vacation(account.address, vacation)
+    await store.set_quota_warning(account.id, 80)
+    facts = await store.recipient_facts(account.address)
+    assert facts.forwarding == Forwarding(("x@elsewhere.org",), True)
+    assert facts.mailbox == Mailbox(account, inbox.id, 80, vacation)
     unknown = await store.recipient_facts("nobody@example.com")
-    assert unknown.domain_hosted and unknown.account is None and unknown.forwarding is None
+    assert unknown.domain_hosted and unknown.mailbox is None and unknown.forwarding is None
     assert not (await store.recipient_facts("someone@elsewhere.org")).domain_hosted

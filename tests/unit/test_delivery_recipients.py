@@ -27,7 +27,7 @@ async def store(tmp_path):
 async def mailboxes(store, address) -> set[str]:
     resolution = await Resolver(store).resolve(address)
     assert isinstance(resolution, Local), resolution
-    return {account.address for account in resolution.mailboxes}
+    return {mailbox.account.address for mailbox in resolution.mailboxes}
 
 
 async def test_a_mailbox_resolves_to_itself_in_any_case(store):
@@ -54,7 +54,7 @@ async def test_the_same_mailbox_reached_twice_gets_one_copy(store):
     await store.add_alias("team@example.com", "sales@example.com")
     await store.add_alias("sales@example.com", "alice@example.com")
     resolution = await Resolver(store).resolve("team@example.com")
-    assert [a.address for a in resolution.mailboxes] == ["alice@example.com"]
+    assert [m.account.address for m in resolution.mailboxes] == ["alice@example.com"]
 
 
 async def test_the_catch_all_takes_only_what_no_mailbox_or_alias_takes(store):
@@ -70,7 +70,7 @@ async def test_the_catch_all_takes_only_what_no_mailbox_or_alias_takes(store):
 async def test_forwarding_without_and_with_a_copy(store):
     await store.set_forwarding("alice@example.com", Forwarding(("bob@example.com", "x@remote.example"), False))
     resolution = await Resolver(store).resolve("alice@example.com")
-    assert [a.address for a in resolution.mailboxes] == ["bob@example.com"]
+    assert [m.account.address for m in resolution.mailboxes] == ["bob@example.com"]
     assert resolution.remote == ("x@remote.example",)
     await store.set_forwarding("alice@example.com", Forwarding(("bob@example.com",), True))
     assert await mailboxes(store, "alice@example.com") == {"alice@example.com", "bob@example.com"}

@@ -35,7 +35,6 @@ catches its loops).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import re
@@ -53,7 +52,7 @@ from postfach.delivery.quota_warnings import check_quota
 from postfach.delivery.recipients import Local, Looping, Malformed, NotLocal, Resolver, Unknown
 from postfach.delivery.srs import Srs
 from postfach.delivery.vacation import Autoresponder
-from postfach.model import INBOX, Account, MessageMeta
+from postfach.model import Account, Mailbox, MessageMeta
 from postfach.store.base import NotFound, QuotaExceeded, StagedBlob, Store
 
 log = logging.getLogger(__name__)
@@ -197,8 +196,8 @@ def trace_fields(envelope: Envelope, trace: Trace, hostname: str, message_id: st
     )
 
 
-def _has_room(account: Account, size: int) -> bool:
-    return account.used_bytes + size <= account.quota_bytes
+def _has_room(mailbox: Mailbox, size: int) -> bool:
+    return mailbox.account.used_bytes + size <= mailbox.account.quota_bytes
 
 
 class DeliveryPipeline:
@@ -263,7 +262,7 @@ class DeliveryPipeline:
         # A full mailbox refuses the recipient; an alias is refused only when every mailbox
         # behind it is full (the others should not miss the message because of one).
         if resolution.mailboxes and not resolution.remote:
-            if not any(_has_room(account, size or 1) for account in resolution.mailboxes):
+            if not any(_has_room(mailbox, size or 1) for mailbox in resolution.mailboxes):
                 return RecipientRefused(resolution.address, Refusal.MAILBOX_FULL)
         return resolution
 
@@ -296,8 +295,8 @@ class DeliveryPipeline:
         # removed or filled since is refused by the store when the copy is filed.
         refused: list[RecipientRefused] = []
         queued: list[ToBeQueued] = []
-        # account id -> (recipient, account, the alias or forwarding that led there): one copy each
-        targets: dict[int, tuple[str, Account, str | None]] = {}
+        # account id -> (recipient, mailbox, the alias or forwarding that led there): one copy each
+        targets: dict[int, tuple[str, Mailbox, str | None]] = {}
         for recipient in envelope.recipients:
             known = envelope.resolved.get(recipient)
             verdict = self.judge(known, size) if known is not None else await self.check_recipient(recipient, size)
@@ -312,43 +311,46 @@ class DeliveryPipeline:
                 case Local():
                     if verdict.remote:
                         queued.append(ToBeQueued(recipient, verdict.remote, forwarded=True))
-                    for account in verdict.mailboxes:
-                        via = verdict.address if verdict.address != account.address else None
-                        if not _has_room(account, size):
-                            refused.append(RecipientRefused(account.address, Refusal.MAILBOX_FULL, via))
+                    for mailbox in verdict.mailboxes:
+                        address = mailbox.account.address
+                        via = verdict.address if verdict.address != address else None
+                        if mailbox.inbox_id is None:
+                            refused.append(RecipientRefused(address, Refusal.UNKNOWN, via))
+                        elif not _has_room(mailbox, size):
+                            refused.append(RecipientRefused(address, Refusal.MAILBOX_FULL, via))
                         else:
-                            targets.setdefault(account.id, (recipient, account, via))
+                            targets.setdefault(mailbox.account.id, (recipient, mailbox, via))
         if not (targets or any(entry.forwarded for entry in queued)):
             # Nothing is filed or forwarded here: mail relayed on carries no Delivered-To of ours.
             prefix = trace_fields(envelope, trace, self._hostname, message_id, now, results_field, local=False)
         if not targets and not queued:
             return DeliveryResult(message_id, (), (), tuple(refused))
 
-        staged = await self._store.store_blob(message.content(prefix, header))  # the one file, fsynced
-        outcomes = await asyncio.gather(
-            *(self._file(recipient, account, via, staged) for recipient, account, via in targets.values()),
-            return_exceptions=True,
+        content = message.content(prefix, header)
+        # The one file (fsynced with the commit that files the copies), in each INBOX at once. An
+        # error other than a refused copy propagates: not every copy is durable, so the door must
+        # not acknowledge; the sender retries, and a recipient already served may get the message
+        # twice, but no recipient loses it.
+        staged, outcomes = await self._store.file_message(
+            content, [mailbox.inbox_id for _, mailbox, _ in targets.values()]
         )
-        delivered: list[Delivered] = []
-        failure: BaseException | None = None
-        for outcome in outcomes:
-            if isinstance(outcome, (Delivered, RecipientRefused)):
-                (delivered if isinstance(outcome, Delivered) else refused).append(outcome)
+        filed: list[tuple[Delivered, Mailbox]] = []
+        for (recipient, mailbox, via), outcome in zip(targets.values(), outcomes):
+            verdict = _filed(recipient, mailbox, via, outcome)
+            if isinstance(verdict, Delivered):
+                filed.append((verdict, mailbox))
             else:
-                failure = failure or outcome
-        if failure is not None:
-            # Not every copy is durable: the door must not acknowledge. The sender retries, so a
-            # recipient already served may get the message twice; no recipient loses it.
-            raise failure
+                refused.append(verdict)
+        delivered = [copy for copy, _ in filed]
         if queued:
             await self._enqueue(envelope.sender, queued, staged)
-        for copy in delivered:
+        for copy, mailbox in filed:
             try:
-                await check_quota(self._store, copy.account, copy.used_bytes, self._hostname)
+                await check_quota(self._store, mailbox, copy.used_bytes, self._hostname)
             except Exception:  # the message is filed; a missed warning must not undo that
                 log.exception("quota warning for %s failed", copy.account.address)
-        for copy in delivered:
-            await self._answer(copy.account, envelope.sender, header)
+        for _, mailbox in filed:
+            await self._answer(mailbox, envelope.sender, header)
         result = DeliveryResult(message_id, tuple(delivered), tuple(queued), tuple(refused), authentication)
         log.info(
             "delivery %s: %d bytes from <%s>, filed for %s%s",
@@ -368,10 +370,13 @@ class DeliveryPipeline:
             # RFC 3464 §2: a bounce that cannot be delivered is dropped, never bounced again.
             log.warning("bounce to <%s> could not be delivered: %s", recipient, result)
 
-    async def _answer(self, account: Account, sender: str, header: bytes) -> None:
+    async def _answer(self, mailbox: Mailbox, sender: str, header: bytes) -> None:
         """The account's vacation reply, if it sends one, through this pipeline like any mail."""
+        if mailbox.vacation is None:  # most accounts: nothing to look at
+            return
+        account = mailbox.account
         try:
-            reply = await self._autoresponder.reply_for(account, sender, header)
+            reply = await self._autoresponder.reply_for(account, mailbox.vacation, sender, header)
             if reply is None:
                 return
             trace = Trace(self._hostname, "127.0.0.1", "LOCAL")
@@ -396,17 +401,15 @@ class DeliveryPipeline:
         for envelope_sender, targets in by_sender.items():
             await self._outbound.enqueue(envelope_sender, targets, staged)
 
-    async def _file(self, recipient: str, account: Account, via: str | None,
-                    staged: StagedBlob) -> Delivered | RecipientRefused:
-        folder = await self._store.get_folder(account.id, INBOX)
-        if folder is None:  # the mailbox was removed since it was resolved
-            return RecipientRefused(account.address, Refusal.UNKNOWN, via)
-        try:
-            meta = await self._store.append(folder.id, staged)
-        except QuotaExceeded:
-            # Another delivery took the room between the check and now.
+
+def _filed(recipient: str, mailbox: Mailbox, via: str | None,
+           outcome: MessageMeta | BaseException) -> Delivered | RecipientRefused:
+    account = mailbox.account
+    match outcome:
+        case MessageMeta():
+            return Delivered(recipient, account, outcome, account.used_bytes + outcome.size, account.quota_bytes)
+        case QuotaExceeded():  # another delivery took the room between the check and now
             return RecipientRefused(account.address, Refusal.MAILBOX_FULL, via)
-        except NotFound:
-            # The mailbox was removed between resolution and filing.
+        case NotFound():  # the mailbox was removed between resolution and filing
             return RecipientRefused(account.address, Refusal.UNKNOWN, via)
-        return Delivered(recipient, account, meta, account.used_bytes + meta.size, account.quota_bytes)
+    raise outcome

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from postfach.model import INBOX, Account
+from postfach.model import Account, Mailbox
 from postfach.sizes import format_size
 from postfach.store.base import Store
 
@@ -47,18 +47,21 @@ def warning_message(account: Account, level: int, used_bytes: int, hostname: str
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
-async def check_quota(store: Store, account: Account, used_bytes: int, hostname: str) -> int | None:
-    """Warn `account` if `used_bytes` crossed a level; returns the level warned about, if any."""
+async def check_quota(store: Store, mailbox: Mailbox, used_bytes: int, hostname: str) -> int | None:
+    """Warn the holder of `mailbox` if `used_bytes` crossed a level; returns the level warned
+    about, if any. The level last warned about is the one read with the mailbox: a change since
+    makes the compare-and-set below fail, so nothing is sent twice."""
+    account = mailbox.account
     reached = level_of(used_bytes, account.quota_bytes)
-    warned = await store.get_quota_warning(account.id)
+    warned = mailbox.quota_warned
     if reached < warned:  # usage fell below: the next crossing warns again
         await store.set_quota_warning(account.id, reached, only_if=warned)
         return None
-    if reached == warned or not await store.set_quota_warning(account.id, reached, only_if=warned):
+    if reached == warned or mailbox.inbox_id is None:
         return None
-    folder = await store.get_folder(account.id, INBOX)
-    if folder is None:
+    if not await store.set_quota_warning(account.id, reached, only_if=warned):
         return None
-    await store.append(folder.id, warning_message(account, reached, used_bytes, hostname), enforce_quota=False)
+    await store.append(mailbox.inbox_id, warning_message(account, reached, used_bytes, hostname),
+                       enforce_quota=False)
     log.info("quota warning: %s is at %d%% of its quota", account.address, reached)
     return reached

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from postfach.address import AddressError, domain_of, normalize_address
-from postfach.model import Account
+from postfach.model import Account, Mailbox
 from postfach.store.base import Store
 
 # Hops from the recipient through aliases and forwardings. Real setups use two or three.
@@ -36,7 +36,7 @@ class Local:
     """Mail for `address` is filed in `mailboxes` and sent on to `remote` (which needs the outbound queue)."""
 
     address: str
-    mailboxes: tuple[Account, ...]
+    mailboxes: tuple[Mailbox, ...]
     remote: tuple[str, ...] = ()
 
 
@@ -75,7 +75,7 @@ class _Walk:
     """One resolution: what it found, and what it has read from the store (read once per walk)."""
 
     store: Store
-    mailboxes: dict[int, Account] = field(default_factory=dict)
+    mailboxes: dict[int, Mailbox] = field(default_factory=dict)
     remote: list[str] = field(default_factory=list)
     looped: bool = False
     _done: set[str] = field(default_factory=set)
@@ -111,16 +111,16 @@ class _Walk:
 
     async def _expand(self, address: str, depth: int) -> None:
         domain = domain_of(address)
-        facts = await self.store.recipient_facts(address)  # one read: domain, account, forwarding
+        facts = await self.store.recipient_facts(address)  # one read: domain, mailbox, forwarding
         self._hosted[domain] = facts.domain_hosted
         if not facts.domain_hosted:
             self.remote.append(address)
             return
-        account, forwarding = facts.account, facts.forwarding
-        if account is not None:
+        mailbox, forwarding = facts.mailbox, facts.forwarding
+        if mailbox is not None:
             # A disabled account still receives: disabling stops logins, it must not bounce mail.
             if forwarding is None or forwarding.keep_copy:
-                self.mailboxes.setdefault(account.id, account)
+                self.mailboxes.setdefault(mailbox.account.id, mailbox)
             for target in forwarding.targets if forwarding else ():
                 await self.visit(target, depth + 1)
             return

@@ -3,9 +3,10 @@
 The pipeline asks `Autoresponder.reply_for` for every copy it has filed and
 hands what it gets back to itself (`DeliveryPipeline.deliver`, null sender),
 so a reply reaches a hosted sender's INBOX or the outbound queue like any
-other mail. The rules (RFC 3834, Sieve vacation RFC 5230 §4.5/§4.6), cheapest
-first, so that ordinary mail costs no store read unless the header allows a
-reply:
+other mail; the vacation settings come with the recipient's facts read at
+RCPT, so an account without them costs nothing here. The rules (RFC 3834,
+Sieve vacation RFC 5230 §4.5/§4.6), cheapest first, so that ordinary mail
+costs no store read unless the header allows a reply:
 
 - never to the null sender, nor to mail with `Auto-Submitted:` other than
   `no`, nor to list mail (`List-*`, `Precedence: bulk|list|junk`), nor to
@@ -138,12 +139,13 @@ class Autoresponder:
         self._today = today
         self._clock = clock
 
-    async def reply_for(self, account: Account, sender: str, header: bytes) -> VacationReply | None:
-        """The reply `account` sends for a message filed in its INBOX, or None (most mail)."""
-        if header_reason_not_to_reply(sender, header) is not None:
+    async def reply_for(self, account: Account, vacation: Vacation, sender: str,
+                        header: bytes) -> VacationReply | None:
+        """The reply `account` sends with its `vacation` settings for a message filed in its
+        INBOX, or None (most mail)."""
+        if not vacation.active_on(self._today()):
             return None
-        vacation = await self._store.get_vacation(account.address)
-        if vacation is None or not vacation.active_on(self._today()):
+        if header_reason_not_to_reply(sender, header) is not None:
             return None
         try:
             sender = normalize_address(sender)

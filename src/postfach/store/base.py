@@ -177,6 +177,12 @@ class Store(Protocol):
     async def store_blob(self, data: bytes | BinaryIO) -> StagedBlob:
         """Write the bytes durably (fsync, rename) and parse them once; idempotent."""
 
+    async def file_message(self, data: bytes | BinaryIO,
+                           folder_ids: Sequence[int]) -> tuple[StagedBlob, list[MessageMeta | StoreError]]:
+        """Store the bytes once (durable, parsed: the StagedBlob, for the outbound queue too)
+        and append them to every folder (quota enforced), each append on its own: a failed one
+        (QuotaExceeded, NotFound) is returned in its place."""
+
     async def append(
         self,
         folder_id: int,

@@ -239,20 +239,51 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
     ) -> MessageMeta:
         if not isinstance(message, (bytes, bytearray, memoryview)):
             return await self._write(self._append_job(folder_id, message, flags, internal_date, enforce_quota))
-        # The I/O thread that stores the bytes hands the append straight to the writer: the
-        # event loop wakes once, when it is committed, not also in between.
+        _, (outcome,) = await self._stage_then_append(message, [folder_id], flags, internal_date, enforce_quota)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def file_message(self, data: bytes | BinaryIO,
+                           folder_ids: Sequence[int]) -> tuple[StagedBlob, list[MessageMeta | StoreError]]:
+        """Store the bytes once and append them to each folder (delivery: each recipient's INBOX;
+        none when it only goes to the outbound queue). Each append stands alone: one that fails
+        (QuotaExceeded, NotFound) is returned in its place and the others are filed; failing to
+        store the bytes raises."""
+        return await self._stage_then_append(data, folder_ids, Flags(), None, True)
+
+    async def _stage_then_append(
+        self,
+        data: bytes | BinaryIO,
+        folder_ids: Sequence[int],
+        flags: Flags,
+        internal_date: datetime | None,
+        enforce_quota: bool,
+    ) -> tuple[StagedBlob, list[MessageMeta | StoreError]]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
-        def stage_then_append() -> None:
-            try:
-                job = self._append_job(folder_id, self._stage(message), flags, internal_date, enforce_quota)
-            except Exception as error:
-                loop.call_soon_threadsafe(_fail, future, error)
-            else:
-                self._writer.enqueue(job, future, loop)
+        def prepare() -> Callable[[Tx], tuple[StagedBlob, list[MessageMeta | StoreError]]]:
+            staged = self._stage(data)
+            jobs = [self._append_job(folder_id, staged, flags, internal_date, enforce_quota) for folder_id in folder_ids]
+            return lambda tx: (staged, [_on_its_own(tx, job) for job in jobs])
 
-        self._files.start(stage_then_append, len(message))
+        size = _size_of(data)
+        if size is not None and size <= FileLanes.SMALL:
+            # The writer writes a small file itself: one thread hop for the whole delivery.
+            self._writer.enqueue_prepared(prepare, future, loop)
+        else:
+            # A large one is written in a file lane (the writer must not wait for 50 MB), which
+            # hands the appends straight to the writer: the event loop wakes once, at the end.
+            def stage_then_append() -> None:
+                try:
+                    run = prepare()
+                except Exception as error:
+                    loop.call_soon_threadsafe(_fail, future, error)
+                else:
+                    self._writer.enqueue(run, future, loop)
+
+            self._files.start(stage_then_append, size)
         return await future
 
     def _append_job(
@@ -517,7 +548,7 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
     # ------------------------------------------------------------------ full-text indexing
 
     def _index_pending(self, conn: sqlite3.Connection) -> bool:
-        """In the writer thread, when no write waits: index a few new messages; True if more wait.
+        """In the writer thread, in a pause between writes: index a few new messages; True if more wait.
 
         A slice is a few messages (a 10 KB message costs the trigram index about 1.5 ms),
         so an append that arrives meanwhile waits little; under steady load the index
@@ -621,6 +652,22 @@ def _append_refusal(tx: Tx, folder_id: int, size: int) -> StoreError:
 def _fail(future: asyncio.Future, error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def _on_its_own(tx: Tx, job: Callable[[Tx], MessageMeta]) -> MessageMeta | StoreError:
+    """One append of several in a job: refused (quota, folder gone) alone; any other error fails
+    them all."""
+    tx.execute("SAVEPOINT copy")
+    changes = len(tx.changes)
+    try:
+        result = job(tx)
+    except StoreError as error:
+        tx.execute("ROLLBACK TO copy")
+        tx.execute("RELEASE copy")
+        del tx.changes[changes:]
+        return error
+    tx.execute("RELEASE copy")
+    return result
 
 
 def _size_of(data: bytes | BinaryIO) -> int | None:

@@ -8,7 +8,7 @@ import time
 from datetime import date
 
 from postfach.address import display_address, display_domain, domain_of
-from postfach.model import DEFAULT_FOLDERS, Account, Alias, Domain, Forwarding, RecipientFacts, Vacation
+from postfach.model import DEFAULT_FOLDERS, INBOX, Account, Alias, Domain, Forwarding, Mailbox, RecipientFacts, Vacation
 from postfach.store.base import AlreadyExists, Conflict, NotFound
 from postfach.store.changes import FolderDeleted
 from postfach.store.sqlite_engine import Readers, Tx
@@ -19,6 +19,17 @@ from postfach.store.sqlite_rows import (
     find_domain_id,
     insert_folder,
     timestamp,
+)
+
+_RECIPIENT_FACTS = (
+    "SELECT EXISTS (SELECT 1 FROM domains WHERE name = :domain), "
+    + ", ".join(f"a.{column}" for column in ACCOUNT_COLUMNS.split(", "))
+    + ", f.targets, f.keep_copy, i.id, coalesce(q.level, 0), v.start_date, v.end_date, v.subject, v.body"
+    " FROM (SELECT 1) LEFT JOIN accounts a ON a.address = :address"
+    " LEFT JOIN forwardings f ON f.account_id = a.id"
+    " LEFT JOIN folders i ON i.account_id = a.id AND i.name = :inbox"
+    " LEFT JOIN quota_warnings q ON q.account_id = a.id"
+    " LEFT JOIN vacations v ON v.account_id = a.id"
 )
 
 
@@ -99,23 +110,21 @@ class AccountTables:
         return account_from_row(row) if row else None
 
     async def recipient_facts(self, address: str) -> RecipientFacts:
-        """Hosted domain, account and forwarding of an address in one read (delivery asks per recipient)."""
-
-        def query(conn: sqlite3.Connection) -> RecipientFacts:
-            hosted = conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain_of(address),)).fetchone()
-            row = conn.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?", (address,)).fetchone()
-            if row is None:
-                return RecipientFacts(hosted is not None, None, None)
-            forwarding = conn.execute(
-                "SELECT targets, keep_copy FROM forwardings WHERE account_id = ?", (row[0],)
-            ).fetchone()
-            return RecipientFacts(
-                hosted is not None,
-                account_from_row(row),
-                Forwarding(tuple(json.loads(forwarding[0])), bool(forwarding[1])) if forwarding else None,
-            )
-
-        return await self._readers.run(query)
+        """Hosted domain, account, forwarding and what filing needs (Mailbox), in one statement:
+        delivery asks per recipient, and one statement is one snapshot without a transaction."""
+        row = await self._readers.fetch_one(_RECIPIENT_FACTS, {"domain": domain_of(address), "address": address,
+                                                               "inbox": INBOX})
+        hosted = bool(row[0])
+        if row[1] is None:
+            return RecipientFacts(hosted, None, None)
+        account = account_from_row(row[1:9])
+        targets, keep_copy, inbox_id, quota_warned, start, end, subject, body = row[9:]
+        vacation = Vacation(date.fromisoformat(start), date.fromisoformat(end), subject, body) if start else None
+        return RecipientFacts(
+            hosted,
+            Mailbox(account, inbox_id, quota_warned, vacation),
+            Forwarding(tuple(json.loads(targets)), bool(keep_copy)) if targets is not None else None,
+        )
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
         row = await self._readers.run(
