@@ -8,11 +8,13 @@ connections alike.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import logging
 import os
 import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -189,6 +191,74 @@ def bind_socket(name: str, address: ListenAddress) -> socket.socket:
         sock.close()
         raise OSError(f"cannot listen for {name} on {address}: {os_reason(error)}") from None
     return sock
+
+
+# Several listening sockets on one address, one per worker process (workers.py).
+_SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h; not in Python's socket module
+_SKF_NET_OFF = -0x100000  # classic BPF: offsets from the network header
+_HASH_FACTOR = 0x9E3779B1  # Knuth's multiplicative hash (golden ratio), 32 bits
+
+
+def worker_index(client_port: int, count: int) -> int:
+    """Which of `count` sockets from `bind_sockets` gets a connection from `client_port`: what
+    the BPF program below computes, as Python."""
+    return (((client_port * _HASH_FACTOR) & 0xFFFFFFFF) >> 16) % count
+
+
+def _reuseport_program(count: int) -> bytes:
+    """Classic BPF for SO_ATTACH_REUSEPORT_CBPF: the client's TCP port, hashed, modulo `count`.
+
+    The kernel runs it on the SYN, with the network header at _SKF_NET_OFF. The source port
+    follows a 20-byte IPv4 or a 40-byte IPv6 header (a SYN carries no IP options or extension
+    headers in practice; if one did, the port read is another number, and still some socket's).
+    """
+    net = _SKF_NET_OFF & 0xFFFFFFFF
+    instructions = [
+        (0x30, 0, 0, net),  # ldb [net]: version and header length
+        (0x74, 0, 0, 4),  # rsh #4: the IP version
+        (0x15, 2, 0, 6),  # jeq #6: IPv6 -> 5
+        (0x28, 0, 0, net + 20),  # ldh [net + 20]: IPv4 source port
+        (0x05, 0, 0, 1),  # ja -> 6
+        (0x28, 0, 0, net + 40),  # ldh [net + 40]: IPv6 source port
+        (0x24, 0, 0, _HASH_FACTOR),  # mul
+        (0x74, 0, 0, 16),  # rsh #16
+        (0x94, 0, 0, count),  # mod #count
+        (0x16, 0, 0, 0),  # ret a
+    ]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in instructions)
+
+
+def bind_sockets(name: str, address: ListenAddress, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one address (SO_REUSEPORT), one for each worker process.
+
+    Each worker accepts on its own socket, and the kernel hands a new connection to the one
+    `worker_index` picks by the client's port. One socket shared by all workers went to the
+    worker that woke first, which took a whole burst of connections (asyncio accepts up to
+    100 at once): 20 SMTP connections opened together all landed in one worker.
+    """
+    # A port taken by anyone, another Postfach's group of sockets too, is refused here as for
+    # one socket: the probe has no SO_REUSEPORT, so it cannot share.
+    probe = bind_socket(name, address)
+    host, port = probe.getsockname()[:2]
+    family = probe.family
+    probe.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
+        program = ctypes.create_string_buffer(_reuseport_program(count))
+        fprog = struct.pack("HxxxxxxQ", len(program.raw) // 8, ctypes.addressof(program))
+        sockets[0].setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        raise OSError(f"cannot listen for {name} on {address}: {os_reason(error)}") from None
+    return sockets
 
 
 def _discard_read_buffer(reader: asyncio.StreamReader) -> int:

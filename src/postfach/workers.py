@@ -2,10 +2,12 @@
 
 One Python process runs on one core. The supervisor (the process `postfach
 serve` started as) binds every listening socket, then starts N workers with
-`python -m postfach.workers`, handing each the sockets (inherited file
+`python -m postfach.workers`, handing each its sockets (inherited file
 descriptors) and one end of a socketpair to itself. Every worker is a whole
-`Server` accepting on the same sockets; the kernel hands each new connection to
-whichever worker accepts first, so a busy worker takes fewer.
+`Server`. Each listener is N sockets on one address (SO_REUSEPORT), one per
+worker: the kernel spreads new connections over them by the client's port
+(net.bind_sockets), and the supervisor keeps them open, so connections made
+while a worker restarts wait for the new one.
 
 What must hold for the whole server goes through the supervisor (broker.py):
 change events (IDLE in one worker sees mail delivered by another) and counted
@@ -35,7 +37,7 @@ from pathlib import Path
 from postfach import tls
 from postfach.broker import BrokeredEventBus, BrokerLink, BrokerSlots, Hub
 from postfach.config import Config, ListenAddress, load_config
-from postfach.net import bind_socket
+from postfach.net import bind_sockets
 from postfach.server import Server, log_ready, run_until_stopped
 
 log = logging.getLogger(__name__)
@@ -51,18 +53,19 @@ def supervise(config: Config, count: int) -> int:
     """Run `count` workers until SIGTERM or SIGINT; the exit code of `postfach serve`."""
     # Once, here: N workers starting at once would each make their own self-signed pair.
     tls.ensure_certificate(config)
-    sockets: dict[str, socket.socket] = {}
+    sockets: dict[str, list[socket.socket]] = {}
     try:
         for name, address in config.listen.items():
-            sockets[name] = bind_socket(name, address)
+            sockets[name] = bind_sockets(name, address, count)
         return asyncio.run(Supervisor(config, sockets, count).run())
     finally:
-        for sock in sockets.values():
-            sock.close()
+        for group in sockets.values():
+            for sock in group:
+                sock.close()
 
 
 class Supervisor:
-    def __init__(self, config: Config, sockets: Mapping[str, socket.socket], count: int) -> None:
+    def __init__(self, config: Config, sockets: Mapping[str, list[socket.socket]], count: int) -> None:
         self._config = config
         self._sockets = sockets
         self._count = count
@@ -95,8 +98,8 @@ class Supervisor:
 
     def _addresses(self) -> dict[str, ListenAddress]:
         addresses = {}
-        for name, sock in self._sockets.items():
-            host, port = sock.getsockname()[:2]
+        for name, group in self._sockets.items():
+            host, port = group[0].getsockname()[:2]
             addresses[name] = ListenAddress(host, port)
         return addresses
 
@@ -104,7 +107,8 @@ class Supervisor:
         supervisor_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [sys.executable, "-m", "postfach.workers", "--number", str(number)]
         command += ["--channel", str(worker_end.fileno())]
-        for name, sock in self._sockets.items():
+        mine = {name: group[number - 1] for name, group in self._sockets.items()}
+        for name, sock in mine.items():
             command += ["--listener", f"{name}={sock.fileno()}"]
         if self._config.config_file is not None:
             command += ["--config", str(self._config.config_file)]
@@ -112,7 +116,7 @@ class Supervisor:
             process = await asyncio.create_subprocess_exec(
                 *command,
                 stdin=subprocess.DEVNULL,
-                pass_fds=[worker_end.fileno(), *(sock.fileno() for sock in self._sockets.values())],
+                pass_fds=[worker_end.fileno(), *(sock.fileno() for sock in mine.values())],
             )
         finally:
             worker_end.close()

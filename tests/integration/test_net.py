@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from postfach.config import ListenAddress
-from postfach.net import Connection, Listener, bind_socket
+from postfach.net import Connection, Listener, bind_socket, bind_sockets, worker_index
 from postfach.tls import server_context
 from tests.support.tls import insecure_context, write_certificate
 
@@ -106,3 +106,37 @@ async def test_accepted_connections_write_small_replies_at_once(bound_by):
         assert await reader.readline() == b"bye\n"
         writer.close()
     assert options == [1]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_client_port_picks_the_worker_socket_as_worker_index_says(host):
+    group = bind_sockets("test", ListenAddress(host, 0), 3)
+    try:
+        port = group[0].getsockname()[1]
+        for sock in group:
+            sock.settimeout(0)
+        picked = []
+        for _ in range(30):
+            with socket.create_connection((host, port)) as client:
+                accepted_by = []
+                for index, sock in enumerate(group):
+                    with contextlib.suppress(BlockingIOError):
+                        sock.accept()[0].close()
+                        accepted_by.append(index)
+                assert accepted_by == [worker_index(client.getsockname()[1], 3)]
+                picked += accepted_by
+        assert set(picked) == {0, 1, 2}
+    finally:
+        for sock in group:
+            sock.close()
+
+
+def test_a_taken_port_is_refused_for_a_group_of_sockets_too():
+    first = bind_sockets("imap", ListenAddress("127.0.0.1", 0), 2)
+    try:
+        port = first[0].getsockname()[1]
+        with pytest.raises(OSError, match=rf"cannot listen for imap on 127\.0\.0\.1:{port}: Address already in use"):
+            bind_sockets("imap", ListenAddress("127.0.0.1", port), 2)  # another server's workers
+    finally:
+        for sock in first:
+            sock.close()

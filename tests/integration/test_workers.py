@@ -3,8 +3,10 @@
 Connections are put on a chosen worker with `Workers.pinned` (tests/support/workers.py).
 """
 
+import asyncio
 import imaplib
 import os
+import re
 import poplib
 import signal
 import smtplib
@@ -14,6 +16,7 @@ import time
 
 import pytest
 
+from postfach.net import worker_index
 from tests.support.accounts import PASSWORD
 from tests.support.config import write_config
 from tests.support.idle import Idler
@@ -54,6 +57,36 @@ def test_idle_in_one_worker_hears_of_mail_flags_and_expunges_made_in_another(mak
     other.expunge()
     assert idler.wait_for(b"EXPUNGE") < DEADLINE
     other.logout()
+    assert workers.stop() == 0
+
+
+def test_connections_opened_at_once_are_spread_over_the_workers(make_workers):
+    # One socket shared by the workers went to the one that woke first, which took a whole
+    # burst. Now each worker has its own, and the client's port picks it (net.bind_sockets).
+    workers = make_workers()
+    address = workers.addresses["imap"]
+
+    async def log_in_together(count: int) -> list[int]:
+        clients = await asyncio.gather(*(asyncio.open_connection(address.host, address.port) for _ in range(count)))
+        for reader, writer in clients:
+            assert (await reader.readline()).startswith(b"* OK")
+            writer.write(f'a LOGIN {USER} "{PASSWORD}"\r\n'.encode())
+        for reader, writer in clients:
+            while not (await reader.readline()).startswith(b"a OK"):
+                pass
+            writer.close()
+        return [writer.get_extra_info("sockname")[1] for _, writer in clients]
+
+    ports = asyncio.run(log_in_together(20))
+    logged_in = re.compile(r"worker (\d+) .* logged in from 127\.0\.0\.1:(\d+)")
+    deadline = time.monotonic() + 5
+    while True:  # the log is read by a thread of its own: it may lag a little
+        by_port = {int(match[2]): int(match[1]) for line in workers.process.log if (match := logged_in.search(line))}
+        if len(by_port) == len(ports) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert by_port == {port: worker_index(port, 2) + 1 for port in ports}
+    assert set(by_port.values()) == {1, 2}
     assert workers.stop() == 0
 
 

@@ -1,18 +1,22 @@
 """A real `postfach serve --workers N` with one account, and a way to choose the worker of a connection.
 
-Which worker accepts a connection is up to the kernel. To put a connection on
-a chosen worker, `pinned` stops (SIGSTOP) every other worker while the
-connection is made, so only the chosen one can accept it.
+Which worker accepts a connection depends on the client's port (net.worker_index
+computes it as the kernel does). `pinned` makes the connections of a block come
+from ports that lead to the chosen worker.
 """
 
 import asyncio
 import contextlib
+import errno
 import imaplib
-import os
+import random
 import re
 import signal
+import socket
+from unittest import mock
 
 from postfach.config import load_config
+from postfach.net import worker_index
 from postfach.store.sqlite import SqliteStore
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import write_config
@@ -21,6 +25,9 @@ from tests.support.tls import insecure_context
 
 USER = "alice@example.com"
 STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+# Below Linux's ephemeral range (32768-60999), so that a chosen port is rarely taken.
+_CLIENT_PORTS = range(20000, 32768)
+_create_connection = socket.create_connection
 
 
 class Workers:
@@ -44,15 +51,22 @@ class Workers:
 
     @contextlib.contextmanager
     def pinned(self, number: int):
-        """Connections made in this block are accepted by worker `number`."""
-        others = [pid for other, pid in self.pids().items() if other != number]
-        for pid in others:
-            os.kill(pid, signal.SIGSTOP)
-        try:
+        """Connections made in this block (by socket.create_connection, as imaplib, poplib and
+        smtplib do) are accepted by worker `number`."""
+
+        def from_a_port_of_the_worker(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **rest):
+            while True:
+                port = random.choice(_CLIENT_PORTS)
+                if worker_index(port, self.count) != number - 1:
+                    continue
+                try:
+                    return _create_connection(address, timeout, ("127.0.0.1", port), **rest)
+                except OSError as error:
+                    if error.errno != errno.EADDRINUSE:
+                        raise
+
+        with mock.patch("socket.create_connection", from_a_port_of_the_worker):
             yield
-        finally:
-            for pid in others:
-                os.kill(pid, signal.SIGCONT)
 
     def imap(self, number: int) -> imaplib.IMAP4_SSL:
         address = self.addresses["imaps"]
