@@ -163,6 +163,9 @@ class _Output:
     def write(self, data):
         self.data += data
 
+    def flush(self):
+        pass
+
     async def drain(self):
         pass
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from postfach.store.sqlite_engine import QUIET_SECONDS, Writer, connect
+from postfach.store.sqlite_engine import BACKGROUND_SHARE, Writer, connect
 
 
 @pytest.fixture
@@ -75,25 +75,31 @@ async def test_a_prepared_job_runs_its_preparation_outside_the_transaction_and_f
     assert lock_free == [True]
 
 
-async def test_background_work_waits_for_a_pause_in_the_writes(database):
-    calls: list[float] = []
+async def test_background_work_takes_a_share_of_the_writer_while_writes_keep_coming(database):
+    slices: list[tuple[float, float]] = []
 
     def index_a_little(conn) -> bool:
-        calls.append(time.monotonic())
+        started = time.monotonic()
+        time.sleep(0.01)  # a slice of indexing
+        slices.append((started, time.monotonic()))
         return True  # always more to do, like a long indexing backlog
+
+    def busy_share(since: float, until: float) -> float:
+        return sum(min(end, until) - max(start, since) for start, end in slices if end > since and start < until) / (
+            until - since
+        )
 
     writer = _writer(database, index_a_little)
     try:
-        await asyncio.sleep(0.6)
-        idle_calls = len(calls)
-        # Writes 5 ms apart, well inside the quiet time: background work keeps out of the way
-        # (at most its guaranteed turn, and a stray pause on a busy machine).
-        started = time.monotonic()
-        while time.monotonic() - started < 0.6:
+        idle_from = time.monotonic()
+        await asyncio.sleep(0.5)
+        idle_until = writes_from = time.monotonic()
+        while time.monotonic() - writes_from < 0.8:  # writes 2 ms apart, each waited for
             await writer.submit(_insert("busy"))
-            await asyncio.sleep(0.005)
-        busy_calls = len([moment for moment in calls if moment >= started])
+            await asyncio.sleep(0.002)
+        writes_until = time.monotonic()
     finally:
         writer.stop()
-    assert idle_calls >= 0.6 / QUIET_SECONDS / 3
-    assert busy_calls <= 2 < idle_calls
+    # Without writes the work runs back to back; with them it gets about BACKGROUND_SHARE.
+    assert busy_share(idle_from, idle_until) > 0.7
+    assert 0.05 < busy_share(writes_from, writes_until) < BACKGROUND_SHARE + 0.15

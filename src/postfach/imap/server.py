@@ -54,13 +54,45 @@ class ServerClosing(Exception):
 
 
 class _StreamOutput:
+    """What a session writes in one turn of the event loop goes out in one piece.
+
+    A FETCH of 200 messages' flags is 200 lines: written one by one, each was a TLS record
+    and a send() of its own, which cost more than everything else about the command. The
+    lines are collected and handed to the transport when the session next yields to the loop
+    (before it can wait for its client), at `drain`, at `flush`, or every FLUSH_BYTES.
+    """
+
+    FLUSH_BYTES = 64 * 1024
+
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
 
     def write(self, data: bytes) -> None:
-        self._writer.write(data)
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= self.FLUSH_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand what was written to the transport now."""
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending, self._size = [], 0
+            self._writer.write(data)
 
     async def drain(self) -> None:
+        self.flush()
         await self._writer.drain()
 
 
@@ -74,8 +106,12 @@ class _DeflateOutput:
     def write(self, data: bytes) -> None:
         self._inner.write(self._deflate.compress(data))
 
-    async def drain(self) -> None:
+    def flush(self) -> None:
         self._inner.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
+        self._inner.flush()
+
+    async def drain(self) -> None:
+        self.flush()
         await self._inner.drain()
 
 
@@ -113,6 +149,8 @@ class _Connection:
         self.server = server
         self.conn = conn
         self.session = session
+        assert isinstance(session.output, _StreamOutput)
+        self.plain_output = session.output  # under COMPRESS, what the deflated bytes go to
         self.parser = Parser()
         self.spool: tempfile.SpooledTemporaryFile | None = None
         self.spool_refused = False
@@ -152,6 +190,7 @@ class _Connection:
             session.send(r.untagged_status("BYE", "server shutting down"))
             raise
         finally:
+            session.output.flush()  # what is still collected: a BYE on the way out, say
             session.close()
             self._drop_spool()
 
@@ -213,7 +252,9 @@ class _Connection:
             session.append_data = None
         self.parser.utf8 = session.utf8
         if session.starttls_requested:
-            # The OK is written; no await before the upgrade (see Connection.start_tls).
+            # The OK is written, and goes out now in plain text; no await before the upgrade
+            # (see Connection.start_tls).
+            self.plain_output.flush()
             session.starttls_requested = False
             dropped = len(self.parser.take_buffered()) + await self.conn.start_tls(self.server._starttls)
             if dropped:

@@ -94,7 +94,10 @@ class Done:
 
 class Output(Protocol):
     def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
+    def flush(self) -> None:
+        """Hand what was written on now (an output may collect writes: imap/server.py)."""
+    async def drain(self) -> None:
+        """Flush, then wait until the transport has room again."""
 
 
 @dataclass(frozen=True)

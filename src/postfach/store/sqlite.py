@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 
 # Spare files reused or written this recently: an append may be about to name them.
 DEFAULT_BLOB_GRACE_SECONDS = 600
+COLLECT_INTERVAL_SECONDS = 60
 INDEX_SLICE = 4  # messages the writer indexes at a time when idle
 
 
@@ -89,6 +90,7 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         self.blobs = FileBlobStore(blob_dir)
         self._blob_grace = blob_grace_seconds
         self._gc_wanted = False
+        self._collected_at = -float("inf")
         self._writer = Writer(db_path, self._publish, self.blobs.sync, self._after_batch, self._index_pending)
         self._readers = Readers(db_path)
         self._files = FileLanes()
@@ -548,7 +550,7 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
     # ------------------------------------------------------------------ full-text indexing
 
     def _index_pending(self, conn: sqlite3.Connection) -> bool:
-        """In the writer thread, in a pause between writes: index a few new messages; True if more wait.
+        """In the writer thread, between writes: index a few new messages; True if more wait.
 
         A slice is a few messages (a 10 KB message costs the trigram index about 1.5 ms),
         so an append that arrives meanwhile waits little; under steady load the index
@@ -597,9 +599,14 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
     # ------------------------------------------------------------------ garbage collection
 
     def _after_batch(self, conn: sqlite3.Connection) -> None:
-        """In the writer thread, after a commit that dropped references: remove unreferenced files."""
-        if self._gc_wanted:
+        """In the writer thread, after a commit that dropped references: remove unreferenced
+        files, at most every COLLECT_INTERVAL (a tenth of the grace period when that is
+        shorter). A file becomes removable only a grace period after its last use, and each
+        pass looks at every unreferenced one: after every EXPUNGE, that was most of the work."""
+        interval = min(COLLECT_INTERVAL_SECONDS, self._blob_grace / 10)
+        if self._gc_wanted and time.monotonic() - self._collected_at >= interval:
             self._gc_wanted = False
+            self._collected_at = time.monotonic()
             self._collect(conn)
 
     def _collect(self, conn: sqlite3.Connection) -> int:

@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 512
-QUIET_SECONDS = 0.05  # no write for this long: the writer does background work
-BACKGROUND_INTERVAL = 1.0  # ... and at least this often while writes keep coming
+BACKGROUND_SHARE = 0.25  # of the writer's time, at most, for background work while writes come
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -96,7 +95,7 @@ _Outcome = tuple[asyncio.Future, Any, BaseException | None]
 
 
 class Writer:
-    """The one thread that writes; `when_idle` does background work in pauses between writes.
+    """The one thread that writes; `when_idle` does background work between writes.
 
     `after_batch` runs in it after every commit, before anyone hears of the batch.
     The callers of a batch hear of it all at once, in one wake-up of their event
@@ -158,18 +157,22 @@ class Writer:
         conn = connect(self._path)
         try:
             idle_work = True  # work left from before this process, perhaps
-            last_idle_work = time.monotonic()
+            wrote = False  # a batch ran since the last slice of background work
+            writes_until = 0.0  # while writes come, background work waits until then
             while True:
                 if idle_work:
-                    # Background work waits for a pause in the writes, so that a burst of
-                    # deliveries is not slowed by indexing it; under writes without pauses it
-                    # still gets a turn every BACKGROUND_INTERVAL.
-                    due = last_idle_work + BACKGROUND_INTERVAL - time.monotonic()
+                    # Background work takes its turn when no write waits; while writes keep
+                    # coming, it gets at most BACKGROUND_SHARE of this thread's time, so a
+                    # burst of deliveries is not slowed much by indexing it.
+                    wait = max(0.0, writes_until - time.monotonic()) if wrote else 0.0
                     try:
-                        item = self._jobs.get(timeout=max(0.0, min(QUIET_SECONDS, due)))
+                        item = self._jobs.get(timeout=wait) if wait else self._jobs.get_nowait()
                     except queue.Empty:
+                        started = time.monotonic()
                         idle_work = self._run_when_idle(conn)
-                        last_idle_work = time.monotonic()
+                        ended = time.monotonic()
+                        writes_until = ended + (ended - started) * (1 - BACKGROUND_SHARE) / BACKGROUND_SHARE
+                        wrote = False
                         continue
                 else:
                     item = self._jobs.get()
@@ -190,7 +193,7 @@ class Writer:
                         break
                     batch.append(item)
                 self._run_batch(conn, batch)
-                idle_work = True
+                idle_work = wrote = True
         finally:
             conn.close()
 
