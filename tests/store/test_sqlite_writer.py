@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import pytest
 
-from postfach.store.sqlite_engine import BACKGROUND_SHARE, Writer, connect
+from postfach.store.sqlite_engine import BACKGROUND_SHARE, Writer, WriteTurn, connect
 
 
 @pytest.fixture
@@ -20,8 +21,8 @@ def database(tmp_path):
     return path
 
 
-def _writer(path, when_idle=lambda conn: False) -> Writer:
-    return Writer(path, lambda changes: None, lambda: None, lambda conn: None, when_idle)
+def _writer(path, when_idle=lambda conn: False, make_durable=lambda: None) -> Writer:
+    return Writer(path, lambda changes: None, make_durable, lambda conn: None, when_idle)
 
 
 def _notes(path) -> list[str]:
@@ -103,3 +104,38 @@ async def test_background_work_takes_a_share_of_the_writer_while_writes_keep_com
     # Without writes the work runs back to back; with them it gets about BACKGROUND_SHARE.
     assert busy_share(idle_from, idle_until) > 0.7
     assert 0.05 < busy_share(writes_from, writes_until) < BACKGROUND_SHARE + 0.15
+
+
+def test_one_process_at_a_time_has_the_write_turn(database):
+    # Each WriteTurn opens the lock file anew, as another process does.
+    first, second = WriteTurn(database), WriteTurn(database)
+    taken = threading.Event()
+    first.take()
+    waiting = threading.Thread(target=lambda: (second.take(), taken.set()))
+    waiting.start()
+    try:
+        assert not taken.wait(0.2)
+        first.give_back()
+        assert taken.wait(5)
+    finally:
+        waiting.join()
+        second.give_back()
+        first.close()
+        second.close()
+
+
+async def test_files_that_cannot_be_made_durable_fail_their_batch_and_the_writer_goes_on(database):
+    failures = [OSError("syncfs failed: I/O error")]
+
+    def make_durable():
+        if failures:
+            raise failures.pop()
+
+    writer = _writer(database, make_durable=make_durable)
+    try:
+        with pytest.raises(OSError, match="I/O error"):
+            await writer.submit(_insert("lost"))
+        assert await writer.submit(_insert("kept"))
+    finally:
+        writer.stop()
+    assert _notes(database) == ["kept"]

@@ -569,20 +569,23 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         # other writes on the disk), and the time after a bulk delivery in which SEARCH reads the
         # pending messages one by one as long.
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            for sha256, text in texts:
-                conn.execute("DELETE FROM search_pending WHERE sha256 = ?", (sha256,))
-                doc = conn.execute(
-                    "INSERT INTO search_docs (sha256) VALUES (?) ON CONFLICT (sha256) DO NOTHING RETURNING id",
-                    (sha256,),
-                ).fetchone()
-                if doc is not None:
-                    conn.execute("INSERT INTO search_index (rowid, head, body) VALUES (?, ?, ?)", (doc[0], *text))
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
+            with self._writer.turn:  # the texts are made: the other processes wait only for this
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sha256, text in texts:
+                        conn.execute("DELETE FROM search_pending WHERE sha256 = ?", (sha256,))
+                        doc = conn.execute(
+                            "INSERT INTO search_docs (sha256) VALUES (?) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+                            (sha256,),
+                        ).fetchone()
+                        if doc is not None:
+                            conn.execute("INSERT INTO search_index (rowid, head, body) VALUES (?, ?, ?)",
+                                         (doc[0], *text))
+                    conn.execute("COMMIT")
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    raise
         finally:
             conn.execute("PRAGMA synchronous = FULL")  # every other write: durable when acknowledged
         return len(rows) == INDEX_SLICE

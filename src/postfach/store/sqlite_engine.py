@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -59,6 +61,34 @@ def migrate(conn: sqlite3.Connection) -> None:
             log.info("store schema migrated to version %d", version)
 
 
+class WriteTurn:
+    """Whose turn it is to write the database, among every process that opens it.
+
+    SQLite lets one writer in at a time and makes the others retry: its busy handler sleeps
+    1, 2, 5, 10 ... up to 100 ms between tries, so with two worker processes delivering at
+    once a batch often waited far longer than the other's commit took. An flock on a file
+    beside the database is handed over by the kernel the moment it is released.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self._fd = os.open(db_path.with_name(db_path.name + ".write-turn"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def take(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def give_back(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def __enter__(self) -> None:
+        self.take()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.give_back()
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 @dataclass
 class Tx:
     """What a write job gets: the connection, and a place to put the changes it makes."""
@@ -97,6 +127,9 @@ _Outcome = tuple[asyncio.Future, Any, BaseException | None]
 class Writer:
     """The one thread that writes; `when_idle` does background work between writes.
 
+    `make_durable` runs before every batch's transaction, after the jobs' preparation: the
+    files they name must be on disk before a committed row names them. It runs before this
+    process takes its write turn, so another process commits meanwhile.
     `after_batch` runs in it after every commit, before anyone hears of the batch.
     The callers of a batch hear of it all at once, in one wake-up of their event
     loop, and only after its changes were handed to `publish` there.
@@ -106,16 +139,19 @@ class Writer:
         self,
         path: Path,
         publish: Callable[[list[Change]], None],
-        before_commit: Callable[[], None],
+        make_durable: Callable[[], None],
         after_batch: Callable[[sqlite3.Connection], None],
         when_idle: Callable[[sqlite3.Connection], bool] = lambda conn: False,
     ) -> None:
         self._path = path
         self._publish = publish
-        self._before_commit = before_commit
+        self._make_durable = make_durable
         self._after_batch = after_batch
         self._when_idle = when_idle
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        # Taken around every transaction of this thread; background work (`when_idle`)
+        # takes it itself, for its transaction only.
+        self.turn = WriteTurn(path)
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -179,7 +215,8 @@ class Writer:
                 if item is _STOP:
                     return
                 if isinstance(item, _Maintenance):
-                    self._run_maintenance(conn, item)
+                    with self.turn:
+                        self._run_maintenance(conn, item)
                     continue
                 batch = [item]
                 # Everything that queued up while the last COMMIT was syncing joins this one.
@@ -196,6 +233,7 @@ class Writer:
                 idle_work = wrote = True
         finally:
             conn.close()
+            self.turn.close()
 
     def _run_when_idle(self, conn: sqlite3.Connection) -> bool:
         """Background work between batches; True while some is left."""
@@ -223,6 +261,14 @@ class Writer:
         outcomes: list[_Outcome] = []
         changes: list[Change] = []
         try:
+            self._make_durable()
+        except Exception as error:
+            log.exception("store write batch failed: its files could not be made durable")
+            self._report(started, [(job.future, None, error) for job in started], [])
+            return
+        turn = self.turn
+        turn.take()
+        try:
             conn.execute("BEGIN IMMEDIATE")
             for job, run in zip(started, runs):
                 if isinstance(run, BaseException):
@@ -240,7 +286,6 @@ class Writer:
                     conn.execute("RELEASE job")
                     outcomes.append((job.future, result, None))
                     changes.extend(tx.changes)
-            self._before_commit()
             conn.execute("COMMIT")
         except Exception as error:
             log.exception("store write batch failed; nothing of it was committed")
@@ -253,6 +298,11 @@ class Writer:
                 self._after_batch(conn)
             except Exception:
                 log.exception("store maintenance after a commit failed; the commit stands")
+        finally:
+            turn.give_back()
+        self._report(started, outcomes, changes)
+
+    def _report(self, started: list[_Job], outcomes: list[_Outcome], changes: list[Change]) -> None:
         if started:
             # One event loop in practice; a store shared by several loops hands each its own.
             by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
