@@ -18,8 +18,6 @@ import sys
 import time
 from datetime import datetime, timezone
 
-import pytest
-
 from postfach.auth.audit_retention import AuditRetention
 from postfach.config import load_config
 from postfach.model import CredentialKey, LoginAttempt

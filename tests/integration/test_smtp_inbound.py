@@ -199,7 +199,7 @@ async def test_a_full_mailbox_refuses_only_its_recipient(mx):
 
 
 async def test_a_declared_size_that_would_overflow_the_mailbox_is_refused_at_rcpt(mx):
-    carol = await mx.store.add_account("carol@example.com", HASH, 5000)
+    await mx.store.add_account("carol@example.com", HASH, 5000)
 
     def dialog():
         with smtp_client(mx.addresses["smtp"]) as client:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from postfach.mime import ParsedMessage
 from postfach.model import DEFAULT_FOLDERS, Flags, Forwarding, Mailbox, SpecialUse, SystemFlag, Vacation
 from postfach.store.base import AlreadyExists, Conflict, FlagMode, NotFound, QuotaExceeded
 from postfach.store.changes import FlagsChanged, FolderRenamed, MessagesAdded, MessagesExpunged
@@ -346,6 +347,27 @@ async def test_sizes_and_byte_ranges(store, inbox):
     assert await store.read_blob_range(large.blob.sha256, 1000, 70_000) == data[1000:70_000]
     assert await store.read_blob_range(large.blob.sha256, large.size - 10, large.size + 100) == data[-10:]
     assert await store.read_blob_range(large.blob.sha256, 5, 5) == b""
+    assert await store.read_message_start(inbox.id, large.uid, 4096) == (large, data[:4096])
+    assert await store.read_message_start(inbox.id, small.uid, 10**6) == (small, await store.read_blob(small.blob.sha256))
+    await store.expunge(inbox.id, [small.uid])
+    assert await store.read_message_start(inbox.id, small.uid, 4096) is None
+
+
+async def test_parsed_messages_are_read_once_and_then_kept(store, inbox):
+    first, second = await append(store, inbox), await append(store, inbox)
+    shas = [first.blob.sha256, second.blob.sha256, "0" * 64]  # the last: no such message
+    parsed = await store.parsed_messages(shas)
+    assert parsed == {sha: ParsedMessage.from_json(await store.get_parsed(sha)) for sha in shas[:2]}
+    asked: list[list[str]] = []
+    read = store.get_parsed_many
+
+    async def counting(sha256s):
+        asked.append(list(sha256s))
+        return await read(asked[-1])
+
+    store.get_parsed_many = counting
+    assert await store.parsed_messages(shas) == parsed
+    assert asked == [["0" * 64]]  # only what it could not know
 
 
 # ---------------------------------------------------------------- IMAP message commands (issue 3)

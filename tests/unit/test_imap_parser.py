@@ -228,6 +228,30 @@ def test_synchronizing_literal_asks_before_data() -> None:
     assert p.next_event() is NEED_DATA
 
 
+def test_inside_command_from_the_literal_to_the_end_of_its_line() -> None:
+    # The server has the kernel acknowledge at once while a client sends the rest of a command
+    # (imap/server.py): the literal, and the CRLF a client may send after it on its own.
+    p = Parser()
+    p.feed(b"A1 NOOP")
+    assert p.next_event() is NEED_DATA and not p.inside_command  # a line coming in pieces: no literal
+    p.feed(b"\r\nA2 APPEND INBOX {5}\r\n")
+    assert p.next_event() == c.Noop("A1")
+    assert isinstance(p.next_event(), Continuation) and not p.inside_command
+    p.accept_literal()
+    assert p.inside_command
+    p.feed(b"Sub")
+    while (event := p.next_event()) is not NEED_DATA:
+        assert isinstance(event, LiteralChunk)
+    assert p.inside_command
+    p.feed(b"j:")
+    while (event := p.next_event()) is not NEED_DATA:
+        pass
+    assert p.inside_command  # the literal is in; its line is not finished
+    p.feed(b"\r\n")
+    assert isinstance(p.next_event(), c.Append)
+    assert p.next_event() is NEED_DATA and not p.inside_command
+
+
 def test_literal_mailbox_name_and_nonsync_literals() -> None:
     assert parse_one(b"A1 SELECT {5+}\r\nINBOX\r\n") == c.Select("A1", "INBOX")
     assert parse_one(b'A1 RENAME {3+}\r\nfoo {3+}\r\nbar\r\n') == c.Rename("A1", "foo", "bar")

@@ -174,6 +174,12 @@ class Parser:
             if event is not None:
                 return event
 
+    @property
+    def inside_command(self) -> bool:
+        """A command with a literal has begun and is not complete: the client is sending the
+        literal, or the rest of the line after it."""
+        return self._state in (_S.COLLECT, _S.STREAM, _S.SKIP) or (self._state is _S.LINE and bool(self._lines))
+
     def accept_literal(self) -> None:
         if self._state is not _S.WAIT:
             raise ParserStateError("no literal is waiting for a decision")

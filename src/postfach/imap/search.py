@@ -91,7 +91,7 @@ async def load_headers(session: ImapSession, rows: dict[int, MessageMeta]) -> tu
     """
     store = session.store
     shas = {row.blob.sha256 for row in rows.values()}
-    parses = {sha: ParsedMessage.from_json(text) for sha, text in (await store.get_parsed_many(shas)).items()}
+    parses = await store.parsed_messages(shas)
     order = sorted(parses)
     blocks = await store.read_blob_ranges(
         [(sha, parses[sha].structure.header_start, parses[sha].structure.header_end) for sha in order]

@@ -20,6 +20,7 @@ from postfach.store.base import Store
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
+SEND_SIZE = 64 * 1024  # replies are written in pieces of about this size
 # RFC 1939 §3: an autologout timer, if any, "MUST be of at least 10 minutes' duration".
 DEFAULT_IDLE_TIMEOUT = 600.0
 
@@ -119,16 +120,24 @@ class Pop3Server:
             log.warning("[%d] POP3 discarded %d bytes sent after STLS before TLS", connection.id, dropped)
 
     async def _send(self, connection: Connection, reply: Reply) -> None:
-        await self._write(connection, reply.data)
+        # A reply and the message it carries go out in pieces of SEND_SIZE: a 10 KB message as
+        # one TLS record and one send, not three (status line, message, final dot).
+        pending, size = [reply.data], len(reply.data)
         if reply.body is not None:
             async with contextlib.aclosing(reply.body) as body:
                 async for chunk in body:
-                    await self._write(connection, chunk)
+                    pending.append(chunk)
+                    size += len(chunk)
+                    if size >= SEND_SIZE:
+                        await self._write(connection, b"".join(pending))
+                        pending, size = [], 0
+        await self._write(connection, b"".join(pending) if len(pending) > 1 else pending[0])
 
     async def _write(self, connection: Connection, data: bytes) -> None:
         connection.writer.write(data)
-        # A client that stops reading is idle too: it cannot hold a session (and its lock) forever.
-        await asyncio.wait_for(connection.writer.drain(), self._idle_timeout)
+        if connection.writer.transport.get_write_buffer_size() > SEND_SIZE:
+            # A client that stops reading is idle too: it cannot hold a session (and its lock) forever.
+            await asyncio.wait_for(connection.writer.drain(), self._idle_timeout)
 
 
 def _is_loopback(connection: Connection) -> bool:

@@ -323,12 +323,11 @@ class Session:
         if problem := self._missing(number):
             return err(problem)
         try:
-            found = await self._store.get_messages(maildrop.folder_id, [maildrop.uid(number)])
-            if not found:
-                return err(f"message {number} was removed by another session")
-            blob = found[0].blob
             # The first chunk before "+OK": a message that cannot be read gets -ERR, not half a reply.
-            first = await self._store.read_blob_range(blob.sha256, 0, self._chunk_size)
+            found = await self._store.read_message_start(maildrop.folder_id, maildrop.uid(number), self._chunk_size)
+            if found is None:
+                return err(f"message {number} was removed by another session")
+            blob, first = found[0].blob, found[1]
         except Exception:
             log.exception("[%d] POP3 could not read message %d", self._id, number)
             return err("cannot read the message just now; try again later", SYS_TEMP)

@@ -22,6 +22,7 @@ from datetime import datetime
 from enum import Enum
 from typing import BinaryIO, Protocol
 
+from postfach.mime import ParsedMessage
 from postfach.model import (
     Account,
     Alias,
@@ -198,6 +199,9 @@ class Store(Protocol):
 
     async def load_index(self, folder_id: int) -> FolderIndex: ...
     async def get_messages(self, folder_id: int, uids: Iterable[int]) -> list[MessageMeta]: ...
+    async def read_message_start(self, folder_id: int, uid: int, length: int) -> tuple[MessageMeta, bytes] | None:
+        """A message's entry and its first `length` bytes in one trip (POP3 RETR); None when it
+        is gone from the folder."""
     async def set_flags(
         self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode
     ) -> list[MessageMeta]:
@@ -249,6 +253,9 @@ class Store(Protocol):
 
     async def get_parsed_many(self, sha256s: Iterable[str]) -> dict[str, str]:
         """Cached parses of many messages; a message no longer stored is left out."""
+
+    async def parsed_messages(self, sha256s: Iterable[str]) -> dict[str, ParsedMessage]:
+        """Like get_parsed_many, parsed, and kept in memory for the next ask."""
 
     async def collect_garbage(self) -> int:
         """Remove message files no row refers to; returns how many went."""

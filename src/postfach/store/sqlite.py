@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
-import os
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 # Spare files reused or written this recently: an append may be about to name them.
 DEFAULT_BLOB_GRACE_SECONDS = 600
 COLLECT_INTERVAL_SECONDS = 60
+PARSED_CACHE_SIZE = 10_000  # parsed messages kept per process (a few KB each)
 INDEX_SLICE = 4  # messages the writer indexes at a time when idle
 
 
@@ -96,6 +97,8 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         self._files = FileLanes()
         # Folder indexes for SELECT, per process, kept current by events (sqlite_index.py).
         self._index_cache = IndexCache()
+        # Parsed messages by sha256, least recently used first (parsed_messages).
+        self._parsed: OrderedDict[str, ParsedMessage] = OrderedDict()
         self._index_watches: dict[int, Subscription] = {}
 
     @classmethod
@@ -386,6 +389,18 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
 
         return await self._readers.run(query)
 
+    async def read_message_start(self, folder_id: int, uid: int, length: int) -> tuple[MessageMeta, bytes] | None:
+        def query(conn: sqlite3.Connection) -> tuple[MessageMeta, bytes] | None:
+            row = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid = ?", (folder_id, uid)
+            ).fetchone()
+            if row is None:
+                return None
+            message = message_from_row(row)
+            return message, self.blobs.read_range(message.blob.sha256, 0, length)
+
+        return await self._readers.run(query)
+
     async def set_flags(self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode) -> list[MessageMeta]:
         return await self._write(self._set_flags_job(folder_id, sorted(set(uids)), flags, mode))
 
@@ -515,17 +530,33 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
     async def read_blob_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
         """Several (sha256, start, end) ranges in one trip to a reader thread (SEARCH on headers)."""
 
-        def read() -> list[bytes]:
-            found = []
-            for sha256, start, end in ranges:
-                with self.blobs.open(sha256) as stored:
-                    found.append(os.pread(stored.fileno(), max(0, end - start), start))
-            return found
-
-        return await self._readers.run(lambda _: read())
+        return await self._readers.run_without_database(
+            lambda: [self.blobs.read_range(sha256, start, end) for sha256, start, end in ranges]
+        )
 
     async def read_blob(self, sha256: str) -> bytes:
-        return await self._readers.run(lambda _: self.blobs.read(sha256))
+        return await self._readers.run_without_database(lambda: self.blobs.read(sha256))
+
+    async def parsed_messages(self, sha256s: Iterable[str]) -> dict[str, ParsedMessage]:
+        """The parses of many messages, from this process's cache or else one query; gone ones
+        are missing from the answer. A parse belongs to the bytes (the sha256), so a cached
+        one never goes stale."""
+        cache = self._parsed
+        found: dict[str, ParsedMessage] = {}
+        missing: list[str] = []
+        for sha256 in sha256s:
+            parsed = cache.get(sha256)
+            if parsed is None:
+                missing.append(sha256)
+            else:
+                cache.move_to_end(sha256)
+                found[sha256] = parsed
+        if missing:
+            for sha256, text in (await self.get_parsed_many(missing)).items():
+                found[sha256] = cache[sha256] = ParsedMessage.from_json(text)
+            while len(cache) > PARSED_CACHE_SIZE:
+                cache.popitem(last=False)
+        return found
 
     async def get_parsed(self, sha256: str) -> str:
         found = await self.get_parsed_many([sha256])

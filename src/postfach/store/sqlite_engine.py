@@ -407,6 +407,10 @@ class Readers:
     async def run(self, query: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
 
+    async def run_without_database(self, work: Callable[[], T]) -> T:
+        """File reads on these threads, with no transaction around them."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
     def _fetch_one(self, sql: str, params: Any) -> Any:
         return self._connection().execute(sql, params).fetchone()
 

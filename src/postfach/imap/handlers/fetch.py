@@ -90,8 +90,7 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
     parsed_cache: dict[str, ParsedMessage] = {}
     if rows and any(_needs_parse(item) for item in items):
         # One query for every message's cached parse, not one per message.
-        found_parses = await session.store.get_parsed_many(row.blob.sha256 for row in rows.values())
-        parsed_cache.update((sha, ParsedMessage.from_json(text)) for sha, text in found_parses.items())
+        parsed_cache.update(await session.store.parsed_messages(row.blob.sha256 for row in rows.values()))
     missing = 0
     for seq in seqs:
         uid = view.uid_at(seq)
@@ -150,7 +149,10 @@ def _needs_parse(item: object) -> bool:
 async def _parsed(session: ImapSession, row: MessageMeta, cache: dict[str, ParsedMessage]) -> ParsedMessage:
     sha256 = row.blob.sha256
     if sha256 not in cache:
-        cache[sha256] = ParsedMessage.from_json(await session.store.get_parsed(sha256))
+        found = await session.store.parsed_messages([sha256])
+        if sha256 not in found:
+            raise NotFound("the message no longer exists")
+        cache[sha256] = found[sha256]
     return cache[sha256]
 
 

@@ -121,14 +121,10 @@ def _sent(parsed: ParsedMessage, row: MessageMeta) -> float:
 async def _facts(session: ImapSession, seqs: list[int]) -> tuple[dict[int, MessageMeta], dict[int, ParsedMessage]]:
     view = targets.selected(session)
     rows = {row.uid: row for row in await session.store.get_messages(view.folder_id, map(view.uid_at, seqs))}
-    parsed: dict[int, ParsedMessage] = {}
-    cache: dict[str, ParsedMessage] = {}
-    for uid, row in rows.items():
-        sha = row.blob.sha256
-        if sha not in cache:
-            cache[sha] = ParsedMessage.from_json(await session.store.get_parsed(sha))
-        parsed[uid] = cache[sha]
-    return rows, parsed
+    parses = await session.store.parsed_messages(row.blob.sha256 for row in rows.values())
+    # A message whose file went meanwhile (expunged elsewhere) is left out, as if not found.
+    parsed = {uid: parses[row.blob.sha256] for uid, row in rows.items() if row.blob.sha256 in parses}
+    return {uid: row for uid, row in rows.items() if uid in parsed}, parsed
 
 
 def _sort_key(criterion: str, row: MessageMeta, parsed: ParsedMessage) -> object:
