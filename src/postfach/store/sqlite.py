@@ -270,7 +270,9 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
 
         def prepare() -> Callable[[Tx], tuple[StagedBlob, list[MessageMeta | StoreError]]]:
             staged = self._stage(data)
-            jobs = [self._append_job(folder_id, staged, flags, internal_date, enforce_quota) for folder_id in folder_ids]
+            jobs = [
+                self._append_job(folder_id, staged, flags, internal_date, enforce_quota) for folder_id in folder_ids
+            ]
             return lambda tx: (staged, [_on_its_own(tx, job) for job in jobs])
 
         size = _size_of(data)

@@ -71,7 +71,8 @@ class WriteTurn:
     """
 
     def __init__(self, db_path: Path) -> None:
-        self._fd = os.open(db_path.with_name(db_path.name + ".write-turn"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path = db_path.with_name(db_path.name + ".write-turn")
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def take(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
