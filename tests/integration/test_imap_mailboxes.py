@@ -446,6 +446,21 @@ async def test_append_with_flags_and_date_is_byte_exact(server):
     await thread(raw.close)
 
 
+async def test_append_of_a_message_spooled_to_disk_is_byte_exact(server):
+    message = make_message(3 * 1024 * 1024)  # above SPOOL_IN_MEMORY: streamed from its spool file
+
+    def run():
+        imap = client(server)
+        typ, data = imap.append("INBOX", None, None, message)
+        imap.logout()
+        return typ
+
+    assert await thread(run) == "OK"
+    inbox = await folder(server, "INBOX")
+    [stored] = await server.store.get_messages(inbox.id, [1])
+    assert await server.store.read_blob(stored.blob.sha256) == message
+
+
 async def test_append_over_quota_stores_nothing(server):
     inbox = await folder(server, "INBOX")
     big = make_message(6 * 1024 * 1024)

@@ -317,7 +317,13 @@ class _Connection:
         if refused:
             return APPEND_TOO_BIG
         if spool is not None:
+            size = spool.seek(0, 2)
             spool.seek(0)
+            if size <= SPOOL_IN_MEMORY:
+                # Still in memory: the bytes themselves, which the store files in one trip.
+                data = spool.read()
+                spool.close()
+                return data
         return spool
 
     def _drop_spool(self) -> None:

@@ -1,7 +1,8 @@
 """APPEND (RFC 9051 §6.3.12, RFC 4315 APPENDUID, RFC 7889 APPENDLIMIT) and QUOTA (RFC 9208).
 
 The server spools APPEND's message before the command runs (imap/server.py);
-here it is stored durably (store_blob, then append) before the OK. One quota
+here it is stored durably before the OK: the bytes of a small one, written and
+filed in one trip, a large one streamed from its spool file. One quota
 root, "", per account: the STORAGE resource, in units of 1024 octets.
 """
 
@@ -47,8 +48,11 @@ async def append(session: ImapSession, command: c.Append) -> Done:
         raise No(_full(account, command.size), "OVERQUOTA")  # before any byte is written
     content = data if data is not None else b""
     try:
-        staged = await session.store.store_blob(content)
-        message = await session.store.append(folder.id, staged, flags, command.internal_date)
+        if isinstance(content, bytes):  # written and filed in one trip to the store
+            message = await session.store.append(folder.id, content, flags, command.internal_date)
+        else:  # a large message, spooled to a file: streamed into the store
+            staged = await session.store.store_blob(content)
+            message = await session.store.append(folder.id, staged, flags, command.internal_date)
     except QuotaExceeded as error:
         raise No(str(error), "OVERQUOTA") from None
     except NotFound:
