@@ -251,13 +251,19 @@ def bind_sockets(name: str, address: ListenAddress, count: int) -> list[socket.s
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(1024)
-        program = ctypes.create_string_buffer(_reuseport_program(count))
-        fprog = struct.pack("HxxxxxxQ", len(program.raw) // 8, ctypes.addressof(program))
-        sockets[0].setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
     except OSError as error:
         for sock in sockets:
             sock.close()
         raise OSError(f"cannot listen for {name} on {address}: {os_reason(error)}") from None
+    code = _reuseport_program(count)
+    program = ctypes.create_string_buffer(code, len(code))
+    # struct sock_fprog: the number of instructions, then a pointer to them (64-bit layout).
+    fprog = struct.pack("HxxxxxxQ", len(code) // 8, ctypes.addressof(program))
+    try:
+        sockets[0].setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as error:  # a kernel without it still spreads connections, by its own hash
+        log.warning("%s: connections are spread over the workers by the kernel's own hash (%s)",
+                    name, os_reason(error))
     return sockets
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from postfach.auth.passwords import Passwords
 from postfach.config import load_config
+from postfach.pop3.server import SEND_SIZE
 from postfach.provisioning import Provisioning
 from postfach.store.changes import MessagesExpunged
 from tests.support.config import write_config
@@ -284,6 +285,27 @@ async def test_stat_list_uidl_exact(server):
         pop.quit()
 
     await run(scenario)
+
+
+async def test_retr_whose_reply_ends_exactly_at_a_write_boundary(server):
+    # The reply goes out in pieces of SEND_SIZE; here the final ".\r\n" completes one, and
+    # nothing is left for a last write.
+    head = b"From: a@example.org\r\nSubject: edge\r\n\r\n"
+    length = SEND_SIZE - 3  # status line + message + ".\r\n" == SEND_SIZE, lines of 78
+    while len(b"+OK %d octets\r\n" % length) + length + 3 != SEND_SIZE or (length - len(head)) % 78 < 2:
+        length -= 1
+    lines, rest = divmod(length - len(head), 78)
+    edge = head + (b"x" * 76 + b"\r\n") * lines + b"y" * (rest - 2) + b"\r\n"
+    assert len(edge) == length
+    await append(server, edge, b"Subject: next\r\n\r\nafter the edge\r\n")
+
+    def scenario():
+        pop = login(server)
+        assert retr_bytes(pop, 1) == edge
+        assert retr_bytes(pop, 2) == b"Subject: next\r\n\r\nafter the edge\r\n"
+        pop.quit()
+
+    await asyncio.to_thread(scenario)
 
 
 async def test_retr_and_top_byte_exact(server):

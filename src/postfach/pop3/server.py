@@ -131,7 +131,8 @@ class Pop3Server:
                     if size >= SEND_SIZE:
                         await self._write(connection, b"".join(pending))
                         pending, size = [], 0
-        await self._write(connection, b"".join(pending) if len(pending) > 1 else pending[0])
+        if pending:
+            await self._write(connection, b"".join(pending))
 
     async def _write(self, connection: Connection, data: bytes) -> None:
         connection.writer.write(data)
