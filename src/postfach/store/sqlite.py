@@ -636,7 +636,7 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
 
     def _after_batch(self, conn: sqlite3.Connection) -> None:
         """In the writer thread, after a commit that dropped references: remove unreferenced
-        files, at most every COLLECT_INTERVAL (a tenth of the grace period when that is
+        files, at most every COLLECT_INTERVAL_SECONDS (a tenth of the grace period when that is
         shorter). A file becomes removable only a grace period after its last use, and each
         pass looks at every unreferenced one: after every EXPUNGE, that was most of the work."""
         interval = min(COLLECT_INTERVAL_SECONDS, self._blob_grace / 10)
