@@ -8,6 +8,7 @@ connections alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -46,6 +47,19 @@ class Connection:
     @property
     def is_tls(self) -> bool:
         return self.writer.get_extra_info("ssl_object") is not None
+
+    def acknowledge_at_once(self) -> None:
+        """Have the kernel acknowledge what arrived now, not after its delayed-ACK time (40 ms).
+
+        For a client that sends the rest of a request in a send of its own (imaplib writes an
+        APPEND literal and then the CRLF after it): Nagle's algorithm holds that small send
+        until the data before it is acknowledged, and Linux delays the ACK while it expects an
+        answer from us. TCP_QUICKACK lasts a moment only: call this before each read of the rest.
+        """
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     async def start_tls(self, context: ssl.SSLContext, answer: bytes = b"") -> int:
         """Send `answer` (the OK to STARTTLS or STLS) if not sent yet, and upgrade in place.

@@ -66,6 +66,15 @@ def truth(tmp_path, folder_id: int) -> FolderIndex:
     )
 
 
+async def index_after_restart(tmp_path, folder_id: int) -> FolderIndex:
+    """The folder's index as a process that starts anew loads it (from its snapshot, if any)."""
+    restarted = await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs")
+    try:
+        return await restarted.load_index(folder_id)
+    finally:
+        await restarted.close()
+
+
 def cached(store, folder_id: int, uidvalidity: int) -> FolderIndex | None:
     """What the process holds in memory now, without a load (so: what events made of it)."""
     entry = store._index_cache.copy_of(folder_id, uidvalidity)
@@ -258,11 +267,7 @@ async def test_a_snapshot_is_written_as_read_even_if_an_event_comes_first(
     monkeypatch.setattr(store._readers, "run", read)
     assert delivered and cached(store, inbox.id, inbox.uidvalidity) == truth(tmp_path, inbox.id)
     await store.set_subscribed(inbox.id, True)
-    restarted = await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs")
-    try:
-        assert await restarted.load_index(inbox.id) == truth(tmp_path, inbox.id)
-    finally:
-        await restarted.close()
+    assert await index_after_restart(tmp_path, inbox.id) == truth(tmp_path, inbox.id)
 
 
 async def test_a_snapshot_of_a_folder_filled_by_copies(store, other, account, inbox, tmp_path, monkeypatch):
@@ -277,11 +282,7 @@ async def test_a_snapshot_of_a_folder_filled_by_copies(store, other, account, in
     await store.set_subscribed(archive.id, True)
     assert _snapshot_modseq(tmp_path, archive.id) == 2
     await other.set_flags(archive.id, [5], Flags(SEEN), FlagMode.ADD)
-    restarted = await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs")
-    try:
-        assert await restarted.load_index(archive.id) == truth(tmp_path, archive.id)
-    finally:
-        await restarted.close()
+    assert await index_after_restart(tmp_path, archive.id) == truth(tmp_path, archive.id)
 
 
 async def test_a_damaged_snapshot_costs_a_full_read_not_a_wrong_index(store, inbox, tmp_path, monkeypatch):
@@ -295,11 +296,7 @@ async def test_a_damaged_snapshot_costs_a_full_read_not_a_wrong_index(store, inb
     conn.execute("UPDATE folder_snapshots SET uids = substr(uids, 1, 5) WHERE folder_id = ?", (inbox.id,))
     conn.commit()
     conn.close()
-    restarted = await SqliteStore.open(tmp_path / "db.sqlite3", tmp_path / "blobs")
-    try:
-        assert await restarted.load_index(inbox.id) == truth(tmp_path, inbox.id)
-    finally:
-        await restarted.close()
+    assert await index_after_restart(tmp_path, inbox.id) == truth(tmp_path, inbox.id)
 
 
 async def test_the_cache_keeps_to_its_size_and_forgets_the_least_recently_used(store, account, inbox, tmp_path):

@@ -20,6 +20,15 @@ class Idler:
             pass
         return time.monotonic() - began
 
+    def hears_flag_and_expunge(self, other: imaplib.IMAP4) -> tuple[float, float]:
+        """`other`, with INBOX selected, flags message 1, then deletes and expunges it: the
+        seconds until this client hears of the flag, and of the expunge."""
+        other.store("1", "+FLAGS", "(\\Flagged)")
+        flagged = self.wait_for(b"\\Flagged")
+        other.store("1", "+FLAGS", "(\\Deleted)")
+        other.expunge()
+        return flagged, self.wait_for(b"EXPUNGE")
+
     def done(self) -> None:
         self.imap.send(b"DONE\r\n")
         while not self.imap.readline().startswith(self.tag):

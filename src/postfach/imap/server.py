@@ -9,10 +9,8 @@ message never sits in memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
-import socket
 import ssl
 import tempfile
 import zlib
@@ -167,8 +165,8 @@ class _Connection:
                 await session.output.drain()
                 event = self.parser.next_event()
                 if event is NEED_DATA:
-                    if self.parser.inside_command:
-                        self._acknowledge_at_once()
+                    if self.parser.inside_command:  # the rest of an APPEND, say (see there)
+                        self.conn.acknowledge_at_once()
                     data = await self._read()
                     if not data:
                         return
@@ -197,19 +195,6 @@ class _Connection:
             session.output.flush()  # what is still collected: a BYE on the way out, say
             session.close()
             self._drop_spool()
-
-    def _acknowledge_at_once(self) -> None:
-        """Have the kernel acknowledge what arrived now, not 40 ms later.
-
-        A client that writes a literal and the CRLF after it in two sends (Python's imaplib
-        does) has the CRLF held by Nagle's algorithm until the literal is acknowledged, and
-        Linux delays that ACK while it waits for us to answer: every APPEND took 40 ms more.
-        TCP_QUICKACK lasts a moment only, so it is set again for each read of the rest.
-        """
-        sock = self.conn.writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     async def _read(self) -> bytes:
         """The next bytes from the client; during IDLE, changes are reported while waiting."""
