@@ -347,10 +347,11 @@ async def test_sizes_and_byte_ranges(store, inbox):
     assert await store.read_blob_range(large.blob.sha256, 1000, 70_000) == data[1000:70_000]
     assert await store.read_blob_range(large.blob.sha256, large.size - 10, large.size + 100) == data[-10:]
     assert await store.read_blob_range(large.blob.sha256, 5, 5) == b""
-    assert await store.read_message_start(inbox.id, large.uid, 4096) == (large, data[:4096])
-    assert await store.read_message_start(inbox.id, small.uid, 10**6) == (small, await store.read_blob(small.blob.sha256))
+    assert await store.message_files(inbox.id) == (
+        [small.uid, large.uid], [small.size, large.size], [small.blob.sha256, large.blob.sha256]
+    )
     await store.expunge(inbox.id, [small.uid])
-    assert await store.read_message_start(inbox.id, small.uid, 4096) is None
+    assert await store.message_files(inbox.id) == ([large.uid], [large.size], [large.blob.sha256])
 
 
 async def test_parsed_messages_are_read_once_and_then_kept(store, inbox):

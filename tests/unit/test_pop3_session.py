@@ -337,7 +337,7 @@ class FailingStore:
 
 
 async def test_store_failure_at_login_is_sys_temp_and_releases_the_lock(make_session, store, locks):
-    session = make_session(on=FailingStore(store, {"message_sizes"}))
+    session = make_session(on=FailingStore(store, {"message_files"}))
     await text(session, c.User(ADDRESS))
     assert await text(session, c.Pass(PASSWORD)) == (
         b"-ERR [SYS/TEMP] cannot open the maildrop just now; try again later\r\n"
@@ -346,9 +346,44 @@ async def test_store_failure_at_login_is_sys_temp_and_releases_the_lock(make_ses
     await logged_in(make_session)  # the failed login gave the maildrop lock back
 
 
+async def test_a_message_expunged_elsewhere_is_answered_removed(make_session, store, inbox):
+    first, second, third = [await store.append(inbox.id, b"Subject: %d\r\n\r\nx\r\n" % n) for n in range(3)]
+    session = await logged_in(make_session)
+    await store.expunge(inbox.id, [first.uid])  # an IMAP client's EXPUNGE: its file stays a while
+    store.blobs.path(second.blob.sha256).unlink()  # expunged in another worker, file collected
+    assert await text(session, c.Retr(1)) == b"-ERR message 1 was removed by another session\r\n"
+    assert await text(session, c.Retr(2)) == b"-ERR message 2 was removed by another session\r\n"
+    assert (await text(session, c.Retr(3))).startswith(b"+OK")
+    assert await text(session, c.Stat()) == b"+OK 3 %d\r\n" % (first.size + second.size + third.size)
+
+
+class ExpungingStore:
+    """A store where another session expunges a message just after the login's snapshot was read."""
+
+    def __init__(self, store, uid):
+        self._store = store
+        self._uid = uid
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def message_files(self, folder_id):
+        snapshot = await self._store.message_files(folder_id)
+        await self._store.expunge(folder_id, [self._uid])
+        return snapshot
+
+
+async def test_an_expunge_while_the_snapshot_is_read_is_heard(make_session, store, inbox):
+    first = await store.append(inbox.id, b"Subject: 1\r\n\r\nx\r\n")
+    await store.append(inbox.id, b"Subject: 2\r\n\r\nx\r\n")
+    session = await logged_in(make_session, on=ExpungingStore(store, first.uid))
+    assert await text(session, c.Retr(1)) == b"-ERR message 1 was removed by another session\r\n"
+    assert (await text(session, c.Retr(2))).startswith(b"+OK")
+
+
 async def test_store_failure_on_retr_and_quit_is_sys_temp(make_session, store, inbox):
     await store.append(inbox.id, b"Subject: x\r\n\r\nx\r\n")
-    session = await logged_in(make_session, on=FailingStore(store, {"read_message_start", "expunge"}))
+    session = await logged_in(make_session, on=FailingStore(store, {"read_blob_range", "expunge"}))
     assert await text(session, c.Retr(1)) == b"-ERR [SYS/TEMP] cannot read the message just now; try again later\r\n"
     await text(session, c.Dele(1))
     reply = await session.handle(c.Quit())
@@ -446,7 +481,7 @@ async def test_top_stops_reading_once_it_has_its_lines(make_session, store, inbo
     store.read_blob_range = counting
     session = await logged_in(make_session, chunk_size=1024)
     assert await text(session, c.Top(1, 1)) == b"+OK top of message follows\r\n" + HEADER + b"line\r\n.\r\n"
-    assert next(reads) == 0  # the first chunk (read with the message's entry) held the lines
+    assert next(reads) == 1  # the first chunk held the lines: no second read
 
 
 async def test_capa(make_session):

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import bisect
+from collections.abc import Iterable, Iterator
 
 from postfach.connection_limits import LocalSlots, Slots
+from postfach.model import BlobRef
+
+SHA256_HEX_LENGTH = 64
 
 
 class Maildrop:
     """INBOX as it was at login (RFC 1939 §4: numbers stay fixed for the session).
 
-    Message n is `uids[n - 1]`. Deletion marks are kept here until QUIT.
+    Message n is `uids[n - 1]`. Deletion marks are kept here until QUIT. The message
+    files' names come along, so RETR reads a message without asking the database first;
+    what other sessions expunge meanwhile is told by `note_expunged` (from the change events).
     """
 
-    def __init__(self, folder_id: int, uidvalidity: int, uids: list[int], sizes: list[int]) -> None:
+    def __init__(self, folder_id: int, uidvalidity: int, uids: list[int], sizes: list[int], shas: list[str]) -> None:
         self.folder_id = folder_id
         self.uidvalidity = uidvalidity
         self._uids = uids
         self._sizes = sizes
+        # One string, not 10,000: 64 bytes a message instead of 113.
+        self._shas = "".join(shas)
         self._deleted: set[int] = set()
+        self._expunged: set[int] = set()
         self._total = sum(sizes)
 
     def __len__(self) -> int:
@@ -37,6 +46,20 @@ class Maildrop:
 
     def size(self, number: int) -> int:
         return self._sizes[number - 1]
+
+    def blob(self, number: int) -> BlobRef:
+        start = (number - 1) * SHA256_HEX_LENGTH
+        return BlobRef(self._shas[start : start + SHA256_HEX_LENGTH], self._sizes[number - 1])
+
+    def note_expunged(self, uids: Iterable[int]) -> None:
+        """Another session removed these messages from the folder."""
+        for uid in uids:
+            index = bisect.bisect_left(self._uids, uid)
+            if index < len(self._uids) and self._uids[index] == uid:
+                self._expunged.add(index + 1)
+
+    def is_expunged(self, number: int) -> bool:
+        return number in self._expunged
 
     def unique_id(self, number: int) -> str:
         # RFC 1939 §7 UIDL: 1 to 70 characters from 0x21 to 0x7E, never reused. Uids in a

@@ -20,6 +20,8 @@ from postfach.pop3.maildrop import Maildrop, MaildropLocks
 from postfach.pop3.responses import AUTH, IN_USE, SYS_TEMP, Reply, err, multiline, ok
 from postfach.pop3.transfer import MessageEncoder
 from postfach.store.base import Store
+from postfach.store.changes import Change, MessagesExpunged
+from postfach.store.events import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,9 @@ class Session:
         self._user: str | None = None  # given by USER, waiting for PASS
         self._account: Account | None = None  # set while this session holds the maildrop lock
         self._maildrop: Maildrop | None = None
+        self._inbox_id: int | None = None
+        self._subscription: Subscription | None = None
+        self._expunged_meanwhile: list[int] = []
         self._handlers: dict[type, Callable[..., Awaitable[Reply]]] = {
             c.User: self._do_user,
             c.Pass: self._do_pass,
@@ -154,7 +159,17 @@ class Session:
         """The connection ended. Without QUIT nothing is deleted (RFC 1939 §6): just let go of the lock."""
         self._release()
 
+    def _on_change(self, change: Change) -> None:
+        if isinstance(change, MessagesExpunged) and change.folder_id == self._inbox_id:
+            if self._maildrop is None:
+                self._expunged_meanwhile.extend(change.uids)  # while the snapshot is being read
+            else:
+                self._maildrop.note_expunged(change.uids)
+
     def _release(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
         if self._account is not None:
             self._locks.release(self._account.id)
             self._account = None
@@ -230,12 +245,17 @@ class Session:
             folder = await self._store.get_folder(result.id, INBOX)
             if folder is None:
                 raise LookupError(f"{result.address} has no INBOX")
-            uids, sizes = await self._store.message_sizes(folder.id)
+            # Before the snapshot, so that no expunge committed after it goes unheard.
+            self._inbox_id = folder.id
+            self._subscription = self._store.events.subscribe(result.id, self._on_change)
+            uids, sizes, shas = await self._store.message_files(folder.id)
         except Exception:
             log.exception("[%d] POP3 could not open the maildrop of %s", self._id, result.address)
             self._release()
             return err("cannot open the maildrop just now; try again later", SYS_TEMP)
-        self._maildrop = Maildrop(folder.id, folder.uidvalidity, uids, sizes)
+        self._maildrop = Maildrop(folder.id, folder.uidvalidity, uids, sizes, shas)
+        self._maildrop.note_expunged(self._expunged_meanwhile)
+        self._expunged_meanwhile.clear()
         self.state = State.TRANSACTION
         log.info("[%d] POP3 login: %s", self._id, result.address)
         count, octets = self._maildrop.stat()
@@ -322,12 +342,15 @@ class Session:
         assert maildrop is not None
         if problem := self._missing(number):
             return err(problem)
+        removed = err(f"message {number} was removed by another session")
+        if maildrop.is_expunged(number):
+            return removed
+        blob = maildrop.blob(number)
         try:
             # The first chunk before "+OK": a message that cannot be read gets -ERR, not half a reply.
-            found = await self._store.read_message_start(maildrop.folder_id, maildrop.uid(number), self._chunk_size)
-            if found is None:
-                return err(f"message {number} was removed by another session")
-            blob, first = found[0].blob, found[1]
+            first = await self._store.read_blob_range(blob.sha256, 0, self._chunk_size)
+        except FileNotFoundError:
+            return removed  # expunged in another worker, and its file already collected
         except Exception:
             log.exception("[%d] POP3 could not read message %d", self._id, number)
             return err("cannot read the message just now; try again later", SYS_TEMP)

@@ -199,9 +199,6 @@ class Store(Protocol):
 
     async def load_index(self, folder_id: int) -> FolderIndex: ...
     async def get_messages(self, folder_id: int, uids: Iterable[int]) -> list[MessageMeta]: ...
-    async def read_message_start(self, folder_id: int, uid: int, length: int) -> tuple[MessageMeta, bytes] | None:
-        """A message's entry and its first `length` bytes in one trip (POP3 RETR); None when it
-        is gone from the folder."""
     async def set_flags(
         self, folder_id: int, uids: Iterable[int], flags: Flags, mode: FlagMode
     ) -> list[MessageMeta]:
@@ -240,6 +237,9 @@ class Store(Protocol):
 
     async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
         """Every message's uid and size, in uid order."""
+
+    async def message_files(self, folder_id: int) -> tuple[list[int], list[int], list[str]]:
+        """Every message's uid, size and sha256, in uid order."""
 
     async def read_blob(self, sha256: str) -> bytes: ...
     async def read_blob_range(self, sha256: str, start: int, end: int) -> bytes:
