@@ -13,6 +13,7 @@ import re
 import imapclient
 import pytest
 
+from postfach.imap.handlers import fetch as fetch_module
 from postfach.model import Flags, SystemFlag
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import make_config
@@ -519,3 +520,28 @@ async def test_move_is_atomic_and_copy_to_trash_ignores_quota(server):
     archive = await store.get_folder(server.account.id, "Archive")
     assert len((await store.load_index(archive.id)).uids) == 2
     assert (await store.load_index(server.inbox.id)).uids == []
+
+
+def check_flag_sync(server, count):
+    client = connect_imaplib(server)
+    client.select("INBOX")
+    wire = raw(client, "UID FETCH 1:* (UID FLAGS MODSEQ)")
+    # The same flags as FETCH answers when it also reads each message's row.
+    full = raw(client, "UID FETCH 1:* (FLAGS MODSEQ RFC822.SIZE)")
+    client.logout()
+    lines = wire.split(b"\r\n")
+    assert len(lines) == count + 2 and lines[-2].endswith(b" OK FETCH completed") and lines[-1] == b""
+    for seq, line in enumerate(lines[:-2], start=1):
+        # This session is the first to see them, so every one is \Recent (RFC 3501 §2.3.2).
+        flags = b"\\Seen \\Recent" if seq % 3 == 0 else b"\\Answered \\Flagged $Label1 \\Recent" if seq % 3 == 1 else b"\\Recent"
+        assert re.fullmatch(rb"\* %d FETCH \(UID %d FLAGS \(%s\) MODSEQ \(\d+\)\)" % (seq, seq, re.escape(flags)), line), line
+    assert re.findall(rb"FLAGS \([^)]*\) MODSEQ \(\d+\)", wire) == re.findall(rb"FLAGS \([^)]*\) MODSEQ \(\d+\)", full)
+
+
+async def test_a_flag_sync_fetch_answers_every_message_from_the_view(server):
+    count = fetch_module.VIEW_LINES_PER_WRITE + 7  # more lines than one write holds
+    labelled = Flags(SystemFlag.ANSWERED | SystemFlag.FLAGGED, frozenset({"$Label1"}))
+    for n in range(1, count + 1):
+        flags = Flags(SystemFlag.SEEN) if n % 3 == 0 else labelled if n % 3 == 1 else Flags()
+        await deliver(server, b"Subject: m%d\r\n\r\nbody\r\n" % n, flags=flags)
+    await asyncio.to_thread(check_flag_sync, server, count)

@@ -2,13 +2,16 @@
 queries find exactly the case-insensitive substrings, as a plain `in` over the indexed text would."""
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 
 import pytest
 
 from postfach.mime import ParsedMessage
 from postfach.store.search_text import index_texts
 from postfach.store.sqlite import SqliteStore
+from postfach.store.sqlite_transfers import SCAN_RATIO, _indexed_hits
 
 WORDS = ["Köln", "STRASSE", "straße", 'say "hi"', "a*b", "[x]", "50%", "naïve", "project", "Projektplan", "x", "q?"]
 
@@ -29,7 +32,11 @@ def message(rng: random.Random, number: int) -> bytes:
     ).encode()
 
 
-async def test_search_finds_exactly_the_substrings_indexed_or_pending(store):
+# Other messages on the server per message of the searched folder: with few, every needle is
+# looked up in the index; with many, a common word has more hits elsewhere than SCAN_RATIO times
+# the folder's messages, and the folder's texts are read instead. Both must find the same.
+@pytest.mark.parametrize("others_per_message", [1, 12])
+async def test_search_finds_exactly_the_substrings_indexed_or_pending(store, tmp_path, others_per_message):
     await store.add_domain("example.com")
     account = await store.add_account("alice@example.com", "not-a-real-hash", 1 << 30)
     inbox = await store.get_folder(account.id, "INBOX")
@@ -39,7 +46,8 @@ async def test_search_finds_exactly_the_substrings_indexed_or_pending(store):
     for number in range(40):
         data = message(rng, number)
         meta = await store.append(inbox.id, data)
-        await store.append(other.id, message(rng, 100 + number))  # another folder's hits are not ours
+        for other_number in range(others_per_message):  # another folder's hits are not ours
+            await store.append(other.id, message(rng, 100 + number * others_per_message + other_number))
         texts[meta.uid] = index_texts(data, ParsedMessage.from_json(await store.get_parsed(meta.blob.sha256)))
     needles = [*WORDS, "ö", "ss", "str", "STRA", '"hi"', '"', "]", "*", "?", "ject", "projekt", "nothing here", "%"]
 
@@ -61,3 +69,9 @@ async def test_search_finds_exactly_the_substrings_indexed_or_pending(store):
         await asyncio.sleep(0.01)
     assert await store.search_pending_count() == 0
     await check()  # all from the index
+    statements = []
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as conn:
+        conn.set_trace_callback(statements.append)
+        _indexed_hits(conn, inbox.id, "pro", body_only=False)
+    scanned = any("instr(" in statement for statement in statements)
+    assert scanned == (others_per_message > SCAN_RATIO)
