@@ -9,6 +9,7 @@ import asyncio
 import base64
 import imaplib
 import re
+import uuid
 
 import imapclient
 import pytest
@@ -545,3 +546,30 @@ async def test_a_flag_sync_fetch_answers_every_message_from_the_view(server):
         flags = Flags(SystemFlag.SEEN) if n % 3 == 0 else labelled if n % 3 == 1 else Flags()
         await deliver(server, b"Subject: m%d\r\n\r\nbody\r\n" % n, flags=flags)
     await asyncio.to_thread(check_flag_sync, server, count)
+
+
+def search_from_twice(server):
+    client = connect_imaplib(server)
+    client.select("INBOX")
+    first = client.search(None, "FROM", "ann@example.org")
+    second = client.search(None, "FROM", "ann@example.org")
+    client.logout()
+    return first, second
+
+
+async def test_a_repeated_header_search_reads_no_header_twice(server, monkeypatch):
+    # Content of their own: the cache is per process, and other tests deliver NESTED too.
+    unique = uuid.uuid4().hex.encode()
+    await deliver(server, b"Message-ID: <%s@test>\r\n" % unique + NESTED)
+    await deliver(server, b"From: Bob <bob@example.org>\r\nSubject: %s\r\n\r\nbody\r\n" % unique)
+    ranges_read = []
+    read_blob_ranges = server.store.read_blob_ranges
+
+    async def counting(ranges):
+        ranges_read.extend(ranges)
+        return await read_blob_ranges(ranges)
+
+    monkeypatch.setattr(server.store, "read_blob_ranges", counting)
+    first, second = await asyncio.to_thread(search_from_twice, server)
+    assert first == second == ("OK", [b"1"])
+    assert len(ranges_read) == 2  # each message's header once, by the first search

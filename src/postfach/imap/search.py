@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from postfach.content_cache import ContentCache
 from postfach.imap import search_keys as k
 from postfach.imap import targets
 from postfach.imap.selected import SelectedFolder
@@ -37,6 +38,10 @@ SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
 _FLAG_BITS = {name.lower(): int(flag) for flag, name in SYSTEM_FLAG_NAMES.items()}
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _ROW_KEYS = (k.SearchSize, k.SearchDate, k.SearchAge, k.SearchObjectId)
+# Decoded header fields of the messages searched last, per process: a client that searches
+# its INBOX again (every few seconds for a filter or a smart folder) reads no header twice.
+HEADER_CACHE_SIZE = 10_000
+_HEADER_FIELDS: ContentCache[list[tuple[str, str]]] = ContentCache(HEADER_CACHE_SIZE)
 
 
 def walk(key: k.SearchKey) -> Iterator[k.SearchKey]:
@@ -81,26 +86,31 @@ class MessageFacts:
     parsed: dict[int, ParsedMessage] = field(default_factory=dict)
 
 
-async def load_headers(session: ImapSession, rows: dict[int, MessageMeta]) -> tuple[
+async def load_headers(session: ImapSession, shas: dict[int, str]) -> tuple[
     dict[int, list[tuple[str, str]]], dict[int, ParsedMessage]
 ]:
     """Each message's header fields and parse, read by the offsets cached at delivery.
 
-    Two trips to the store for the whole folder (parses, then header blocks), not two
-    per message: a SEARCH FROM over a large folder must not queue behind other sessions.
+    Two trips to the store for the whole folder (parses, then header blocks not in
+    _HEADER_FIELDS), not two per message: a SEARCH FROM over a large folder must not queue
+    behind other sessions.
     """
     store = session.store
-    shas = {row.blob.sha256 for row in rows.values()}
-    parses = await store.parsed_messages(shas)
-    order = sorted(parses)
+    parses = await store.parsed_messages(set(shas.values()))
+    fields: dict[str, list[tuple[str, str]]] = {}
+    for sha in parses:
+        if (known := _HEADER_FIELDS.get(sha)) is not None:
+            fields[sha] = known
+    unread = [sha for sha in parses if sha not in fields]
     blocks = await store.read_blob_ranges(
-        [(sha, parses[sha].structure.header_start, parses[sha].structure.header_end) for sha in order]
-    )
-    fields = {sha: header_fields(block) for sha, block in zip(order, blocks)}
+        [(sha, parses[sha].structure.header_start, parses[sha].structure.header_end) for sha in unread]
+    ) if unread else []
+    for sha, block in zip(unread, blocks):
+        fields[sha] = header_fields(block)
+        _HEADER_FIELDS.put(sha, fields[sha])
     headers: dict[int, list[tuple[str, str]]] = {}
     parsed: dict[int, ParsedMessage] = {}
-    for uid, row in rows.items():
-        sha = row.blob.sha256
+    for uid, sha in shas.items():
         if sha in parses:  # gone meanwhile: matches no header key
             headers[uid], parsed[uid] = fields[sha], parses[sha]
     return headers, parsed
@@ -112,11 +122,17 @@ async def gather_facts(session: ImapSession, key: k.SearchKey) -> MessageFacts:
     keys = list(walk(key))
     wants_headers = any(isinstance(x, k.SearchHeader) or (isinstance(x, k.SearchDate) and x.scope == "sent")
                         for x in keys)
-    if wants_headers or any(isinstance(x, _ROW_KEYS) for x in keys):
+    wants_rows = any(isinstance(x, _ROW_KEYS) for x in keys)
+    if wants_rows:
         found = await session.store.get_messages(view.folder_id, view.uids)
         facts.rows = {row.uid: row for row in found}
     if wants_headers:
-        facts.headers, facts.parsed = await load_headers(session, facts.rows)
+        if wants_rows:
+            shas = {uid: row.blob.sha256 for uid, row in facts.rows.items()}
+        else:  # header keys need only which file each message is: no entries to build
+            uids, _, blob_shas = await session.store.message_files(view.folder_id)
+            shas = dict(zip(uids, blob_shas))
+        facts.headers, facts.parsed = await load_headers(session, shas)
     for x in keys:
         if isinstance(x, k.SearchText) and x not in facts.text_hits and x.value:
             hits = await session.store.search_text(view.folder_id, x.value, body_only=x.scope == "body")

@@ -11,12 +11,12 @@ import fcntl
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from postfach.content_cache import ContentCache
 from postfach.mime import ParsedMessage, parse_message
 from postfach.model import (
     INBOX,
@@ -98,7 +98,7 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         # Folder indexes for SELECT, per process, kept current by events (sqlite_index.py).
         self._index_cache = IndexCache()
         # Parsed messages by sha256, least recently used first (parsed_messages).
-        self._parsed: OrderedDict[str, ParsedMessage] = OrderedDict()
+        self._parsed: ContentCache[ParsedMessage] = ContentCache(PARSED_CACHE_SIZE)
         self._index_watches: dict[int, Subscription] = {}
 
     @classmethod
@@ -560,13 +560,11 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
             if parsed is None:
                 missing.append(sha256)
             else:
-                cache.move_to_end(sha256)
                 found[sha256] = parsed
         if missing:
             for sha256, text in (await self.get_parsed_many(missing)).items():
-                found[sha256] = cache[sha256] = ParsedMessage.from_json(text)
-            while len(cache) > PARSED_CACHE_SIZE:
-                cache.popitem(last=False)
+                found[sha256] = ParsedMessage.from_json(text)
+                cache.put(sha256, found[sha256])
         return found
 
     async def get_parsed(self, sha256: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -40,8 +41,16 @@ def keywords_text(keywords: frozenset[str]) -> str | None:
     return " ".join(sorted(keywords)) or None
 
 
+# Rows share a few flag combinations and zones; a Flags and a timezone are immutable, so each
+# is built once (SystemFlag(n) and timezone() were most of the cost of reading an entry).
+@functools.lru_cache(maxsize=1024)
 def flags_from_columns(system: int, keywords: str | None) -> Flags:
     return Flags(SystemFlag(system), frozenset(keywords.split()) if keywords else frozenset())
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(minutes: int) -> timezone:
+    return timezone(timedelta(minutes=minutes))
 
 
 ACCOUNT_COLUMNS = "id, address, domain_id, password_hash, quota_bytes, used_bytes, enabled, created_at"
@@ -59,7 +68,7 @@ def folder_from_row(row: tuple) -> Folder:
 
 
 def message_from_row(row: tuple) -> MessageMeta:
-    zone = timezone(timedelta(minutes=row[5]))
+    zone = _zone(row[5])
     return MessageMeta(
         folder_id=row[0],
         uid=row[1],

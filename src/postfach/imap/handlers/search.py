@@ -176,7 +176,7 @@ async def thread(session: ImapSession, command: c.Thread) -> Done:
     rows, parsed = await _facts(session, seqs)
     headers: dict[int, list[tuple[str, str]]] = {}
     if command.algorithm == "REFERENCES":
-        headers, _ = await load_headers(session, rows)
+        headers, _ = await load_headers(session, {uid: row.blob.sha256 for uid, row in rows.items()})
     inputs = []
     for seq in seqs:
         uid = view.uid_at(seq)
