@@ -573,3 +573,31 @@ async def test_a_repeated_header_search_reads_no_header_twice(server, monkeypatc
     first, second = await asyncio.to_thread(search_from_twice, server)
     assert first == second == ("OK", [b"1"])
     assert len(ranges_read) == 2  # each message's header once, by the first search
+
+
+def append_to_the_selected_folder(server):
+    client = connect_imaplib(server)
+    client.select("INBOX")
+    client.response("EXISTS"), client.response("RECENT")  # SELECT's, taken out of the way
+    client.append("INBOX", "(\\Seen)", None, b"Subject: mine\r\n\r\nbody\r\n")
+    exists, recent = client.response("EXISTS")[1], client.response("RECENT")[1]
+    flags = client.fetch("1:*", "(FLAGS)")[1]
+    client.logout()
+    return exists, recent, flags
+
+
+async def test_an_append_to_the_selected_folder_is_reported_without_reading_it_back(server, monkeypatch):
+    await deliver(server, b"Subject: delivered\r\n\r\nbody\r\n")
+    calls = []
+    for name in ("claim_recent", "get_messages"):
+        original = getattr(server.store, name)
+
+        async def counted(*args, original=original, name=name):
+            calls.append(name)
+            return await original(*args)
+
+        monkeypatch.setattr(server.store, name, counted)
+    exists, recent, flags = await asyncio.to_thread(append_to_the_selected_folder, server)
+    assert exists == [b"2"] and recent == [b"2"]
+    assert flags == [b"1 (FLAGS (\\Recent))", b"2 (FLAGS (\\Seen \\Recent))"]
+    assert calls == ["claim_recent"]  # by SELECT; the APPEND claimed its message as it filed it

@@ -181,6 +181,24 @@ async def test_internal_date_keeps_its_zone(store, inbox):
     assert stored.internal_date == when and stored.internal_date.utcoffset() == zone.utcoffset(None)
 
 
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "stored file"])
+async def test_an_append_claims_recent_in_its_own_transaction(store, account, inbox, as_bytes):
+    delivered = (await append(store, inbox)).uid  # not claimed by anyone yet
+    data = make_message(100)
+    message, claimed = await store.append_claiming_recent(
+        inbox.id, data if as_bytes else await store.store_blob(data), Flags(SystemFlag.SEEN)
+    )
+    assert claimed == [delivered, message.uid] and message.flags == Flags(SystemFlag.SEEN)
+    assert await store.read_blob(message.blob.sha256) == data
+    assert await store.count_recent(inbox.id) == 0
+    # Refused: nothing filed, nothing claimed.
+    later = (await append(store, inbox)).uid
+    await store.set_quota(account.address, 5 * 1024 * 1024)
+    with pytest.raises(QuotaExceeded):
+        await store.append_claiming_recent(inbox.id, make_message(6 * 1024 * 1024))
+    assert await store.claim_recent(inbox.id) == [later]
+
+
 # ---------------------------------------------------------------- quota
 
 

@@ -98,3 +98,32 @@ def test_the_largest_uid_and_mod_sequence_fit():
     assert view.take_updates(expunges_allowed=True) == [Exists(3)]
     assert view.seq_of(2**32 - 2) == 2 and view.modseq_at(2) == 2**63 - 1
     assert view.flags_at(2).system == SystemFlag.SEEN | SystemFlag.DRAFT
+
+
+def test_a_message_this_session_appended_is_taken_as_filed():
+    view = view_of(1)
+    view.note(MessagesAdded(1, FOLDER, (2, 3), 11))  # 2: ours; 3: delivered at the same time
+    view.adopt(meta(2, SystemFlag.DRAFT))
+    assert view.has_pending and view.wanted_uids == {3}
+    view.refresh([meta(3)])
+    assert view.take_updates(expunges_allowed=False) == [Exists(3)]
+    assert view.flags_at(2).system == SystemFlag.DRAFT
+
+
+def test_an_appended_message_changed_elsewhere_meanwhile_is_read_back():
+    view = view_of(1)
+    view.note(MessagesAdded(1, FOLDER, (2,), 11))
+    view.note(FlagsChanged(1, FOLDER, (2,), 12))  # another session flagged it already
+    view.adopt(meta(2, modseq=11))
+    assert view.wanted_uids == {2}
+    view.refresh([meta(2, SystemFlag.FLAGGED, modseq=12)])
+    assert view.take_updates(expunges_allowed=False) == [Exists(2)]
+    assert view.flags_at(2).system == SystemFlag.FLAGGED
+
+
+def test_an_appended_message_expunged_meanwhile_is_not_shown():
+    view = view_of(1)
+    view.note(MessagesAdded(1, FOLDER, (2,), 11))
+    view.note(MessagesExpunged(1, FOLDER, (2,), 12))
+    view.adopt(meta(2))
+    assert len(view) == 1 and not view.has_pending

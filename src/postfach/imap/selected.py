@@ -79,6 +79,7 @@ class SelectedFolder:
     _gone: set[int] = field(default_factory=set)
     _stale: set[int] = field(default_factory=set)
     _new: set[int] = field(default_factory=set)
+    _changed_while_new: set[int] = field(default_factory=set)
     _reported_count: int = 0
 
     @classmethod
@@ -156,6 +157,8 @@ class SelectedFolder:
                 seq = self.seq_of(uid)
                 if seq is not None and self.modseqs[seq - 1] < change.modseq:
                     self._stale.add(uid)
+                elif uid in self._new:
+                    self._changed_while_new.add(uid)
         elif isinstance(change, MessagesExpunged):
             for uid in change.uids:
                 if self.seq_of(uid) is not None:
@@ -172,22 +175,24 @@ class SelectedFolder:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self._new or self._stale or self._gone)
+        return bool(self._new or self._stale or self._gone) or len(self.uids) != self._reported_count
+
+    def adopt(self, message: MessageMeta) -> None:
+        """A message this session appended, as the store filed it: the view takes it without
+        reading it back, unless its flags changed elsewhere since (then `refresh` reads it)."""
+        if message.uid in self._new and message.uid not in self._changed_while_new:
+            self._new.discard(message.uid)
+            self._insert(message)
 
     def refresh(self, messages: list[MessageMeta]) -> None:
         """Hand in the store's current state of `wanted_uids` (a missing one was expunged meanwhile)."""
         found = {message.uid: message for message in messages}
         for uid in sorted(self._new):
             message = found.get(uid)
-            if message is None:
-                continue  # added and expunged again before we looked: the client never sees it
-            position = bisect.bisect_left(self.uids, uid)
-            self.uids.insert(position, uid)
-            self.system_flags.insert(position, int(message.flags.system))
-            self.modseqs.insert(position, message.modseq)
-            if message.flags.keywords:
-                self.keywords[uid] = message.flags.keywords
+            if message is not None:  # else added and expunged again before we looked: never shown
+                self._insert(message)
         self._new.clear()
+        self._changed_while_new.clear()
         for uid in list(self._stale):
             message = found.get(uid)
             if message is None:
@@ -203,6 +208,15 @@ class SelectedFolder:
                 self.keywords[uid] = message.flags.keywords
             else:
                 self.keywords.pop(uid, None)
+
+    def _insert(self, message: MessageMeta) -> None:
+        uid = message.uid
+        position = bisect.bisect_left(self.uids, uid)
+        self.uids.insert(position, uid)
+        self.system_flags.insert(position, int(message.flags.system))
+        self.modseqs.insert(position, message.modseq)
+        if message.flags.keywords:
+            self.keywords[uid] = message.flags.keywords
 
     def take_updates(self, *, expunges_allowed: bool) -> list[Update]:
         """What to tell the client now, in a safe order; call after `refresh`."""

@@ -168,6 +168,13 @@ class Store(Protocol):
     async def claim_recent(self, folder_id: int) -> list[int]:
         """The uids no session has claimed yet, now claimed by the caller (atomically)."""
 
+    async def append_claiming_recent(
+        self, folder_id: int, message: bytes | StagedBlob, flags: Flags = Flags(), internal_date: datetime | None = None
+    ) -> tuple[MessageMeta, list[int]]:
+        """`append`, then `claim_recent` of the same folder in the same transaction: an APPEND to
+        the folder the session has selected, which would claim the new message right after.
+        Nothing is claimed when the append is refused."""
+
     async def count_recent(self, folder_id: int) -> int:
         """How many messages are recent and unclaimed (STATUS RECENT, EXAMINE); claims nothing."""
 

@@ -50,12 +50,12 @@ from postfach.store.events import LocalEventBus, Subscription
 from postfach.store.index_cache import IndexCache
 from postfach.store.search_text import index_texts
 from postfach.store.sqlite_accounts import AccountTables
-from postfach.store.sqlite_folders import FolderTables
+from postfach.store.sqlite_folders import FolderTables, claim_recent_job
 from postfach.store.sqlite_index import IndexTables
 from postfach.store.sqlite_transfers import TransferTables
 from postfach.store.sqlite_queue import QueueTables
 from postfach.store.sqlite_security import SecurityTables
-from postfach.store.sqlite_engine import FileLanes, Readers, Tx, Writer, connect, migrate
+from postfach.store.sqlite_engine import FileLanes, Readers, T, Tx, Writer, connect, migrate
 from postfach.store.sqlite_rows import (
     FOLDER_COLUMNS,
     MESSAGE_COLUMNS,
@@ -244,10 +244,23 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
     ) -> MessageMeta:
         if not isinstance(message, (bytes, bytearray, memoryview)):
             return await self._write(self._append_job(folder_id, message, flags, internal_date, enforce_quota))
-        _, (outcome,) = await self._stage_then_append(message, [folder_id], flags, internal_date, enforce_quota)
+        _, (outcome,), _ = await self._stage_then_append(message, [folder_id], flags, internal_date, enforce_quota)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+    async def append_claiming_recent(
+        self, folder_id: int, message: bytes | StagedBlob, flags: Flags = Flags(), internal_date: datetime | None = None
+    ) -> tuple[MessageMeta, list[int]]:
+        claim = claim_recent_job(folder_id)
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            append = self._append_job(folder_id, message, flags, internal_date, True)
+            return await self._write(lambda tx: (append(tx), claim(tx)))
+        _, (outcome,), claimed = await self._stage_then_append(message, [folder_id], flags, internal_date, True, claim)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert claimed is not None
+        return outcome, claimed
 
     async def file_message(self, data: bytes | BinaryIO,
                            folder_ids: Sequence[int]) -> tuple[StagedBlob, list[MessageMeta | StoreError]]:
@@ -255,7 +268,8 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         none when it only goes to the outbound queue). Each append stands alone: one that fails
         (QuotaExceeded, NotFound) is returned in its place and the others are filed; failing to
         store the bytes raises."""
-        return await self._stage_then_append(data, folder_ids, Flags(), None, True)
+        staged, outcomes, _ = await self._stage_then_append(data, folder_ids, Flags(), None, True)
+        return staged, outcomes
 
     async def _stage_then_append(
         self,
@@ -264,16 +278,25 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         flags: Flags,
         internal_date: datetime | None,
         enforce_quota: bool,
-    ) -> tuple[StagedBlob, list[MessageMeta | StoreError]]:
+        then: Callable[[Tx], T] | None = None,
+    ) -> tuple[StagedBlob, list[MessageMeta | StoreError], T | None]:
+        """The message's file written, then filed in each folder; `then` runs in the same
+        transaction once every append succeeded."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
-        def prepare() -> Callable[[Tx], tuple[StagedBlob, list[MessageMeta | StoreError]]]:
+        def prepare() -> Callable[[Tx], tuple[StagedBlob, list[MessageMeta | StoreError], T | None]]:
             staged = self._stage(data)
             jobs = [
                 self._append_job(folder_id, staged, flags, internal_date, enforce_quota) for folder_id in folder_ids
             ]
-            return lambda tx: (staged, [_on_its_own(tx, job) for job in jobs])
+
+            def run(tx: Tx) -> tuple[StagedBlob, list[MessageMeta | StoreError], T | None]:
+                outcomes = [_on_its_own(tx, job) for job in jobs]
+                filed = not any(isinstance(outcome, StoreError) for outcome in outcomes)
+                return staged, outcomes, then(tx) if then is not None and filed else None
+
+            return run
 
         size = _size_of(data)
         if size is not None and size <= FileLanes.SMALL:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from postfach.model import INBOX, Folder
 from postfach.store.base import NotFound
@@ -19,25 +20,7 @@ class FolderTables:
     async def _write(self, job): ...
 
     async def claim_recent(self, folder_id: int) -> list[int]:
-        def job(tx: Tx) -> list[int]:
-            row = tx.execute(
-                "SELECT recent_uid, uidnext FROM folders WHERE id = ?", (folder_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound("the folder does not exist")
-            recent_uid, uidnext = row
-            if recent_uid >= uidnext:
-                return []
-            uids = [
-                uid
-                for (uid,) in tx.execute(
-                    "SELECT uid FROM messages WHERE folder_id = ? AND uid >= ? ORDER BY uid", (folder_id, recent_uid)
-                )
-            ]
-            tx.execute("UPDATE folders SET recent_uid = ? WHERE id = ?", (uidnext, folder_id))
-            return uids
-
-        return await self._write(job)
+        return await self._write(claim_recent_job(folder_id))
 
     async def count_recent(self, folder_id: int) -> int:
         def query(conn: sqlite3.Connection) -> int:
@@ -102,3 +85,25 @@ class FolderTables:
             return find_folder(tx.conn, target.id)
 
         return await self._write(job)
+
+
+def claim_recent_job(folder_id: int) -> Callable[[Tx], list[int]]:
+    """The uids of the folder no session has claimed as \\Recent yet, claimed (a write job)."""
+
+    def job(tx: Tx) -> list[int]:
+        row = tx.execute("SELECT recent_uid, uidnext FROM folders WHERE id = ?", (folder_id,)).fetchone()
+        if row is None:
+            raise NotFound("the folder does not exist")
+        recent_uid, uidnext = row
+        if recent_uid >= uidnext:
+            return []
+        uids = [
+            uid
+            for (uid,) in tx.execute(
+                "SELECT uid FROM messages WHERE folder_id = ? AND uid >= ? ORDER BY uid", (folder_id, recent_uid)
+            )
+        ]
+        tx.execute("UPDATE folders SET recent_uid = ? WHERE id = ?", (uidnext, folder_id))
+        return uids
+
+    return job

@@ -8,6 +8,8 @@ root, "", per account: the STORAGE resource, in units of 1024 octets.
 
 from __future__ import annotations
 
+import asyncio
+
 from postfach.imap import commands as c
 from postfach.imap import responses as r
 from postfach.imap.handlers.mailboxes import find
@@ -39,26 +41,39 @@ async def append(session: ImapSession, command: c.Append) -> Done:
         limit = session.services.settings.append_limit
         raise No(f"the message is larger than {limit} octets", "TOOBIG")
     flags = _flags(command.flags)
-    name, folder = await find(session, command.mailbox)
+    # Both reads at once: one wait for the store instead of two.
+    (name, folder), account = await asyncio.gather(
+        find(session, command.mailbox), session.store.get_account_by_id(session.account.id)
+    )
     if folder is None:
         # RFC 9051 §6.3.12: [TRYCREATE] tells the client a CREATE would help.
         raise No(f"there is no folder {name}", "TRYCREATE")
-    account = await session.store.get_account_by_id(session.account.id)
     if account is not None and account.used_bytes + command.size > account.quota_bytes:
         raise No(_full(account, command.size), "OVERQUOTA")  # before any byte is written
     content = data if data is not None else b""
+    store = session.store
+    view = session.selected if session.selected is not None and session.selected.folder_id == folder.id else None
     try:
-        if isinstance(content, bytes):  # written and filed in one trip to the store
-            message = await session.store.append(folder.id, content, flags, command.internal_date)
-        else:  # a large message, spooled to a file: streamed into the store
-            staged = await session.store.store_blob(content)
-            message = await session.store.append(folder.id, staged, flags, command.internal_date)
+        # Bytes are written and filed in one trip to the store; a large message, spooled to a
+        # file, is streamed into the store first.
+        message_data = content if isinstance(content, bytes) else await store.store_blob(content)
+        if view is not None and session.claims_recent:
+            # This session would claim the new message as \Recent as soon as it reports it:
+            # in the same transaction, not a write of its own.
+            message, claimed = await store.append_claiming_recent(
+                folder.id, message_data, flags, command.internal_date
+            )
+            view.recent.update(claimed)
+        else:
+            message = await store.append(folder.id, message_data, flags, command.internal_date)
     except QuotaExceeded as error:
         raise No(str(error), "OVERQUOTA") from None
     except NotFound:
         raise No(f"there is no folder {name}", "TRYCREATE") from None
-    # An APPEND to the selected folder is reported as EXISTS before the OK: the store
-    # published MessagesAdded before `append` returned, and the session reports it.
+    if view is not None:
+        # Reported as EXISTS before the OK (the store published MessagesAdded before `append`
+        # returned), from the entry in hand rather than read back.
+        view.adopt(message)
     return Done("APPEND completed", f"APPENDUID {folder.uidvalidity} {message.uid}")
 
 
