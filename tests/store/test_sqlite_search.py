@@ -75,3 +75,38 @@ async def test_search_finds_exactly_the_substrings_indexed_or_pending(store, tmp
         _indexed_hits(conn, inbox.id, "pro", body_only=False)
     scanned = any("instr(" in statement for statement in statements)
     assert scanned == (others_per_message > SCAN_RATIO)
+
+
+async def wait_until_indexed(store: SqliteStore) -> None:
+    for _ in range(500):
+        if not await store.search_pending_count():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer did not index the pending messages")
+
+
+async def test_a_message_expunged_before_it_was_indexed_is_not_indexed(store, tmp_path):
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)) as conn:
+        # One transaction, so the writer never sees the row pending: referenced, then not.
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            "INSERT INTO blobs (sha256, size, refcount, parsed) VALUES ('gone', 1, 1, '{}');"
+            "INSERT INTO search_pending (sha256) VALUES ('gone');"
+            "UPDATE blobs SET refcount = 0 WHERE sha256 = 'gone';"
+            "COMMIT;"
+        )
+        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+
+
+async def test_a_message_appended_again_after_its_expunge_is_found(store):
+    await store.add_domain("example.com")
+    account = await store.add_account("alice@example.com", "not-a-real-hash", 1 << 30)
+    inbox = await store.get_folder(account.id, "INBOX")
+    data = b"Subject: draft\r\n\r\nSaved every minute\r\n"
+    first = await store.append(inbox.id, data)
+    await store.expunge(inbox.id, [first.uid])
+    await wait_until_indexed(store)
+    again = await store.append(inbox.id, data)  # the same content, its file still there
+    assert await store.search_text(inbox.id, "every minute", body_only=True) == [again.uid]
+    await wait_until_indexed(store)
+    assert await store.search_text(inbox.id, "every minute", body_only=True) == [again.uid]
