@@ -601,3 +601,23 @@ async def test_an_append_to_the_selected_folder_is_reported_without_reading_it_b
     assert exists == [b"2"] and recent == [b"2"]
     assert flags == [b"1 (FLAGS (\\Recent))", b"2 (FLAGS (\\Seen \\Recent))"]
     assert calls == ["claim_recent"]  # by SELECT; the APPEND claimed its message as it filed it
+
+
+def envelopes_with_and_without_utf8(server):
+    plain, utf8 = connect_imaplib(server), connect_imaplib(server)
+    assert utf8.xatom("ENABLE", "UTF8=ACCEPT")[0] == "OK"
+    answers = []
+    for client in (plain, utf8, plain, utf8):  # each twice: the second from the cache
+        client.select("INBOX")
+        answers.append(raw(client, "FETCH 1 (ENVELOPE)").rsplit(b"\r\n", 2)[0])  # without the tagged OK
+    plain.logout(), utf8.logout()
+    return answers
+
+
+async def test_a_kept_envelope_is_kept_apart_for_utf8_sessions(server):
+    await deliver(server, "Subject: Grüße aus Köln\r\nFrom: a@example.org\r\n\r\nbody\r\n".encode())
+    first_plain, first_utf8, second_plain, second_utf8 = await asyncio.to_thread(envelopes_with_and_without_utf8, server)
+    subject = "Grüße aus Köln".encode()
+    assert b"{%d}\r\n%s" % (len(subject), subject) in first_plain  # a literal: 8-bit is not quotable
+    assert b'"%s"' % subject in first_utf8  # RFC 9051 quoted UTF-8
+    assert (second_plain, second_utf8) == (first_plain, first_utf8)

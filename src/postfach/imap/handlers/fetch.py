@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from postfach.content_cache import ContentCache
 from postfach.imap import commands as c
 from postfach.imap import fetch_sections as sections
 from postfach.imap import responses as r
@@ -183,6 +184,26 @@ async def _parsed(session: ImapSession, row: MessageMeta, cache: dict[str, Parse
     return cache[sha256]
 
 
+# ENVELOPE, BODY and BODYSTRUCTURE as sent, per message content: a client's folder view
+# fetches the same messages' envelopes again and again, and spelling one out cost more than
+# the rest of its FETCH.
+RENDERED_CACHE_SIZE = 10_000
+_RENDERED: ContentCache[r.Raw] = ContentCache(RENDERED_CACHE_SIZE)
+
+
+async def _rendered(session: ImapSession, row: MessageMeta, name: str, cache: dict[str, ParsedMessage]) -> r.Raw:
+    key = f"{row.blob.sha256} {name} {session.utf8}"
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        parsed = await _parsed(session, row, cache)
+        if name == "ENVELOPE":
+            rendered = r.Raw(envelope(parsed.envelope, session.utf8))
+        else:
+            rendered = r.Raw(body_structure(parsed.structure, name == "BODYSTRUCTURE", session.utf8))
+        _RENDERED.put(key, rendered)
+    return rendered
+
+
 def flag_names(view: SelectedFolder, seq: int, uid: int) -> r.Raw:
     return _flag_list(view.system_flags[seq - 1], view.keywords.get(uid, _NO_KEYWORDS), uid in view.recent)
 
@@ -211,7 +232,6 @@ async def _answer(
 ) -> list[tuple[str, object]]:
     """(label, value) per item; a value is an encodable value or a _Stream."""
     out: list[tuple[str, object]] = []
-    utf8 = session.utf8
     for item in items:
         if isinstance(item, FetchItem):
             name = item.name
@@ -229,11 +249,8 @@ async def _answer(
                 out.append((name, r.Raw(b"(" + email_id(row.blob.sha256).encode("ascii") + b")")))
             elif name in ("THREADID", "SAVEDATE"):
                 out.append((name, None))  # RFC 8474 §5.2: NIL when the server does not thread
-            elif name == "ENVELOPE":
-                out.append((name, r.Raw(envelope((await _parsed(session, row, cache)).envelope, utf8))))
-            elif name in ("BODY", "BODYSTRUCTURE"):
-                structure = (await _parsed(session, row, cache)).structure
-                out.append((name, r.Raw(body_structure(structure, name == "BODYSTRUCTURE", utf8))))
+            elif name in ("ENVELOPE", "BODY", "BODYSTRUCTURE"):
+                out.append((name, await _rendered(session, row, name, cache)))
             else:  # RFC822, RFC822.HEADER, RFC822.TEXT: BODY[], BODY.PEEK[HEADER], BODY[TEXT]
                 root = (await _parsed(session, row, cache)).structure
                 span = {
