@@ -43,6 +43,9 @@ class Connection:
     closing: asyncio.Event
     # The listener's, for a connection upgraded with STARTTLS (see TlsReadBuffer).
     tls_read_buffer: TlsReadBuffer | None = None
+    # Set by a handler while it waits for the client's next request and nothing else: at
+    # shutdown such a connection is cancelled at once, where the handler says goodbye.
+    awaiting_client: bool = False
 
     @property
     def is_tls(self) -> bool:
@@ -128,7 +131,7 @@ class Listener:
         self._handler = handler
         self._tls = tls
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[asyncio.Task, Connection] = {}
         self._closing = asyncio.Event()
         self._tls_read_buffer = TlsReadBuffer()
 
@@ -157,7 +160,7 @@ class Listener:
         )
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._tasks[task] = connection
         log.debug("[%d] %s connection from %s", connection.id, self.name, connection.peer)
         try:
             await self._handler(connection)
@@ -168,7 +171,7 @@ class Listener:
         except Exception:
             log.exception("[%d] %s handler failed", connection.id, self.name)
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(task, None)
             writer.close()
             try:
                 await writer.wait_closed()
@@ -181,6 +184,9 @@ class Listener:
             return
         self._server.close()
         self._closing.set()
+        for task, connection in self._tasks.items():
+            if connection.awaiting_client:
+                task.cancel()
         if self._tasks:
             _, pending = await asyncio.wait(tuple(self._tasks), timeout=SHUTDOWN_GRACE_SECONDS)
             for task in pending:

@@ -5,9 +5,11 @@ import base64
 import imaplib
 import socket
 import ssl
+import time
 
 import pytest
 
+from postfach import net
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import make_config
 from tests.support.server import running_server
@@ -166,3 +168,32 @@ async def test_binary_garbage_ends_in_bye(server):
     garbage = b"".join(bytes([n % 256]) * 7 + b"\r\n" for n in range(1, 60))
     answer = await asyncio.to_thread(raw_exchange, address, garbage)
     assert b"* BYE" in answer and answer.endswith(b"|CLOSED|")
+
+
+def logged_in_waiting(server, idling: bool) -> imaplib.IMAP4_SSL:
+    client = secure(server)
+    client.login(USER, PASSWORD)
+    client.select("INBOX")
+    if idling:
+        client.send(b"i1 IDLE\r\n")
+        assert client.readline().startswith(b"+ ")
+    return client
+
+
+def bye_after(client: imaplib.IMAP4_SSL, started: float) -> tuple[bytes, float]:
+    """The next line the server sends, and how long after `started` it came."""
+    line = client.readline()
+    return line, time.monotonic() - started
+
+
+async def test_clients_waiting_for_their_next_command_hear_bye_at_shutdown(tmp_path):
+    async with running_server(make_config(tmp_path, listeners=("imaps",))) as server:
+        await make_account(server.store, USER)
+        between, idling = [await asyncio.to_thread(logged_in_waiting, server, idle) for idle in (False, True)]
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop())
+        heard = await asyncio.gather(*(asyncio.to_thread(bye_after, client, started) for client in (between, idling)))
+        await stopping
+    assert [line for line, _ in heard] == [b"* BYE server shutting down\r\n"] * 2
+    # At once, not after the grace period that lets a command in progress finish.
+    assert max(after for _, after in heard) < net.SHUTDOWN_GRACE_SECONDS / 2

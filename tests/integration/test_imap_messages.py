@@ -9,11 +9,13 @@ import asyncio
 import base64
 import imaplib
 import re
+import time
 import uuid
 
 import imapclient
 import pytest
 
+from postfach.imap import session as session_module
 from postfach.imap.handlers import fetch as fetch_module
 from postfach.model import Flags, SystemFlag
 from tests.support.accounts import PASSWORD, make_account
@@ -621,3 +623,30 @@ async def test_a_kept_envelope_is_kept_apart_for_utf8_sessions(server):
     assert b"{%d}\r\n%s" % (len(subject), subject) in first_plain  # a literal: 8-bit is not quotable
     assert b'"%s"' % subject in first_utf8  # RFC 9051 quoted UTF-8
     assert (second_plain, second_utf8) == (first_plain, first_utf8)
+
+
+def expunge_then_noop_elsewhere(server):
+    actor, watcher = connect_imaplib(server), connect_imaplib(server)
+    for client in (actor, watcher):
+        client.select("INBOX")
+    actor.store("1", "+FLAGS", "(\\Deleted)")
+    actor.expunge()
+    started = time.monotonic()
+    watcher.noop()
+    waited = time.monotonic() - started
+    reported = watcher.response("EXPUNGE")[1]
+    actor.logout(), watcher.logout()
+    return reported, waited
+
+
+async def test_noop_waits_for_a_change_still_on_its_way_from_another_worker(server, monkeypatch):
+    # Between worker processes a change event travels through the supervisor, a moment after
+    # the COMMIT; here every event is held back that long (and longer) in one process.
+    await deliver(server, b"Subject: one\r\n\r\nbody\r\n")
+    events = server.store.events
+    publish = events.publish
+    delay = 0.2
+    monkeypatch.setattr(events, "publish", lambda change: asyncio.get_running_loop().call_later(delay, publish, change))
+    reported, waited = await asyncio.to_thread(expunge_then_noop_elsewhere, server)
+    assert reported == [b"1"]
+    assert waited < delay + session_module.CATCH_UP_SECONDS

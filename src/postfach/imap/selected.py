@@ -80,6 +80,8 @@ class SelectedFolder:
     _stale: set[int] = field(default_factory=set)
     _new: set[int] = field(default_factory=set)
     _changed_while_new: set[int] = field(default_factory=set)
+    # The store's highest modseq a NOOP last waited for (ImapSession.catch_up).
+    awaited_modseq: int = 0
     _reported_count: int = 0
 
     @classmethod

@@ -63,6 +63,10 @@ LEGAL: dict[State, frozenset[type]] = {
 _NUMBERED = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 
 
+# NOOP waits at most this long for changes committed in another worker to reach this one
+# (they take well under a millisecond), looking every CATCH_UP_POLL_SECONDS.
+CATCH_UP_SECONDS = 0.5
+CATCH_UP_POLL_SECONDS = 0.001
 APPEND_TOO_BIG = object()
 
 
@@ -252,6 +256,26 @@ class ImapSession:
             self.selected.note(change)
             if self.selected.has_pending:
                 self.changed.set()
+
+    async def catch_up(self) -> None:
+        """Wait until the selected folder's view has heard of every change the store has.
+
+        A change made in another worker process comes through the supervisor a moment after
+        its COMMIT: a client that expunges in one connection and sends NOOP in another at once
+        would otherwise be told nothing. A change whose event never comes (none should) costs
+        one wait of CATCH_UP_SECONDS, not one per NOOP.
+        """
+        view = self.selected
+        if view is None:
+            return
+        folder = await self.store.get_folder_by_id(view.folder_id)
+        if folder is None or folder.highestmodseq <= view.awaited_modseq:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_SECONDS
+        while self.selected is view and view.highestmodseq < folder.highestmodseq and loop.time() < deadline:
+            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+        view.awaited_modseq = folder.highestmodseq
 
     async def report_changes(self, *, expunges_allowed: bool) -> None:
         """Send what changed elsewhere in the selected folder, as far as IMAP allows now."""

@@ -87,7 +87,8 @@ class Pop3Server:
             await self._write(connection, session.greeting())
             while True:
                 try:
-                    data = await asyncio.wait_for(connection.reader.read(READ_SIZE), self._idle_timeout)
+                    async with asyncio.timeout(self._idle_timeout):  # no task around the read, as wait_for makes
+                        data = await connection.reader.read(READ_SIZE)
                 except TimeoutError:
                     # RFC 1939 §3: on autologout close without a response and without UPDATE.
                     log.info("[%d] POP3 idle for %.0f s, closing", connection.id, self._idle_timeout)

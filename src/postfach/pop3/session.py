@@ -355,6 +355,9 @@ class Session:
             log.exception("[%d] POP3 could not read message %d", self._id, number)
             return err("cannot read the message just now; try again later", SYS_TEMP)
         status = f"{blob.size} octets" if body_lines is None else "top of message follows"
+        if len(first) >= blob.size:  # all of it in hand (most messages): one piece, no stream
+            encoder = MessageEncoder(body_lines)
+            return Reply(ok(status).data + encoder.feed(first) + encoder.finish())
         return Reply(ok(status).data, body=self._stream(blob, first, body_lines))
 
     async def _stream(self, blob: BlobRef, first: bytes, body_lines: int | None) -> AsyncIterator[bytes]:

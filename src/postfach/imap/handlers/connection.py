@@ -26,7 +26,9 @@ async def capability(session: ImapSession, command: c.Command) -> Done:
 
 @handles(c.Noop, c.Check)
 async def noop(session: ImapSession, command: c.Command) -> Done:
-    # The session reports what changed in the selected folder before the tagged OK.
+    # The session reports what changed in the selected folder before the tagged OK; NOOP is
+    # how a client asks for that, so first every change the store has must have been heard.
+    await session.catch_up()
     return Done(f"{type(command).__name__.upper()} completed")
 
 
