@@ -332,13 +332,8 @@ def _hand_over(
     def resolve() -> None:
         if changes:
             publish(changes)
-        for future, result, error in outcomes:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        for outcome in outcomes:
+            _settle(*outcome)
 
     try:
         loop.call_soon_threadsafe(resolve)
@@ -376,6 +371,59 @@ class FileLanes:
         self._large.shutdown(wait=True)
 
 
+class _ReadThreads:
+    """Threads that run calls for the event loop and hand each result straight to its future.
+
+    What run_in_executor does, less its layers (a concurrent Future chained to an asyncio
+    one, a semaphore per call): the trip to a reader and back is paid by every store read
+    of every IMAP command, and those layers were most of its cost on the loop's side.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"store-read-{n}", daemon=True) for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._calls.put((loop, future, function, args))
+        return future
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            loop, future, function, args = call
+            try:
+                result = function(*args)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller, as an executor does
+                outcome = (future, None, error)
+            else:
+                outcome = (future, result, None)
+            try:
+                loop.call_soon_threadsafe(_settle, *outcome)
+            except RuntimeError:
+                log.warning("event loop closed; a store read's result was not delivered")
+
+    def close(self) -> None:
+        """Finish the calls already made, then stop."""
+        for _ in self._threads:
+            self._calls.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up (cancelled) meanwhile
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class Readers:
     """A few threads, each with its own read connection (WAL: readers never wait for the writer)."""
 
@@ -384,7 +432,7 @@ class Readers:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="store-read")
+        self._pool = _ReadThreads(threads)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -406,11 +454,11 @@ class Readers:
             conn.execute("COMMIT")
 
     async def run(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+        return await self._pool.run(self._run, query)
 
     async def run_without_database(self, work: Callable[[], T]) -> T:
         """File reads on these threads, with no transaction around them."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        return await self._pool.run(work)
 
     def _fetch_one(self, sql: str, params: Any) -> Any:
         return self._connection().execute(sql, params).fetchone()
@@ -418,10 +466,10 @@ class Readers:
     async def fetch_one(self, sql: str, params: Any = ()) -> Any:
         """The first row of one statement: a statement alone reads one snapshot, so this needs
         no transaction around it (which `run` opens, for several statements)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._fetch_one, sql, params)
+        return await self._pool.run(self._fetch_one, sql, params)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.close()
         with self._lock:
             for conn in self._connections:
                 conn.close()
