@@ -174,15 +174,17 @@ class FileBlobStore:
         """
         if _NOWAIT is None:
             return None
-        wanted = max(0, end - start)
-        buffer = bytearray(wanted)
-        got = 0
         fd = os.open(self._name(sha256), os.O_RDONLY | os.O_CLOEXEC)
         try:
+            # Callers ask for a chunk (POP3: 1 MB) and get what the file has: the buffer is
+            # the size of that, not of the chunk (a zeroed 1 MB per RETR of 8 KB was a fifth
+            # of its time).
+            wanted = max(0, min(end, os.fstat(fd).st_size) - start)
+            buffer = bytearray(wanted)
+            got = 0
             with memoryview(buffer) as view:
                 while got < wanted:
-                    # A short read is the file's end or the first page not in memory; the
-                    # next read says which (0 or EAGAIN).
+                    # A short read stops at the first page not in memory: the next says EAGAIN.
                     count = os.preadv(fd, [view[got:]], start + got, _NOWAIT)
                     if count == 0:
                         break
