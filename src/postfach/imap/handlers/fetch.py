@@ -85,14 +85,11 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
     marked: set[int] = set()
     if sets_seen(items) and not view.read_only:
         marked = await _mark_seen(session, view, seqs)
-    needs_row = any(not (isinstance(item, FetchItem) and item.name in _VIEW_ITEMS) for item in items)
-    if not needs_row:
+    if all(isinstance(item, FetchItem) and item.name in _VIEW_ITEMS for item in items):
         await _send_view_items(session, view, seqs, [item.name for item in items])  # type: ignore[union-attr]
         return Done("FETCH completed")
-    rows: dict[int, MessageMeta] = {}
-    if needs_row:
-        found = await session.store.get_messages(view.folder_id, (view.uid_at(seq) for seq in seqs))
-        rows = {message.uid: message for message in found}
+    found = await session.store.get_messages(view.folder_id, (view.uid_at(seq) for seq in seqs))
+    rows: dict[int, MessageMeta] = {message.uid: message for message in found}
     parsed_cache: dict[str, ParsedMessage] = {}
     if rows and any(_needs_parse(item) for item in items):
         # One query for every message's cached parse, not one per message.
@@ -101,7 +98,7 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
     for seq in seqs:
         uid = view.uid_at(seq)
         row = rows.get(uid)
-        if needs_row and row is None:
+        if row is None:
             # Expunged elsewhere and not yet reported (RFC 9051 §7.5.1 keeps its number):
             # its content is gone, so it is left out (RFC 2180 §4.1.2).
             missing += 1
