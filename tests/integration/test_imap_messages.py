@@ -650,3 +650,29 @@ async def test_noop_waits_for_a_change_still_on_its_way_from_another_worker(serv
     reported, waited = await asyncio.to_thread(expunge_then_noop_elsewhere, server)
     assert reported == [b"1"]
     assert waited < delay + session_module.CATCH_UP_SECONDS
+
+
+def select_then_noop(server):
+    client = connect_imaplib(server)
+    client.select("INBOX")
+    selected_with = client.response("EXISTS")[1]
+    client.noop()
+    reported = client.response("EXPUNGE")[1]
+    count = len(client.search(None, "ALL")[1][0].split())
+    client.logout()
+    return selected_with, reported, count
+
+
+async def test_a_change_committed_while_select_reads_the_index_is_reported(server, monkeypatch):
+    first = await deliver(server, b"Subject: one\r\n\r\nbody\r\n")
+    await deliver(server, b"Subject: two\r\n\r\nbody\r\n")
+    load_index = server.store.load_index
+
+    async def expunged_right_after_the_snapshot(folder_id):
+        index = await load_index(folder_id)
+        await server.store.expunge(folder_id, [first.uid])  # its event comes before the index does
+        return index
+
+    monkeypatch.setattr(server.store, "load_index", expunged_right_after_the_snapshot)
+    selected_with, reported, count = await asyncio.to_thread(select_then_noop, server)
+    assert (selected_with, reported, count) == ([b"2"], [b"1"], 1)

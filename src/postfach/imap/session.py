@@ -24,7 +24,7 @@ from postfach.connection_limits import ConnectionLimits
 from postfach.imap import commands as c
 from postfach.imap import responses as r
 from postfach.imap.selected import Exists, Expunged, FlagsUpdate, SelectedFolder
-from postfach.model import Account, Folder
+from postfach.model import Account, Folder, FolderIndex
 from postfach.store.base import Store, StoreError
 from postfach.store.changes import Change, FolderDeleted, FolderRenamed
 from postfach.store.events import Subscription
@@ -165,6 +165,8 @@ class ImapSession:
     append_data: object = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     _subscription: Subscription | None = None
+    # While SELECT reads the folder's index: the changes heard meanwhile (see `open_view`).
+    _heard_while_loading: list[Change] | None = None
 
     @property
     def store(self) -> Store:
@@ -244,7 +246,23 @@ class ImapSession:
         assert self.account is not None
         self._subscription = self.store.events.subscribe(self.account.id, self._on_change)
 
+    async def open_view(self, folder: Folder, *, read_only: bool) -> tuple[FolderIndex, SelectedFolder]:
+        """The folder's index and a view of it that misses no change committed after the index's
+        snapshot: the event of such a change can come while the read's answer is on its way
+        back to the event loop, before the view exists to note it."""
+        self._heard_while_loading = heard = []
+        try:
+            index = await self.store.load_index(folder.id)
+        finally:
+            self._heard_while_loading = None
+        view = SelectedFolder.load(index, read_only=read_only)
+        for change in heard:
+            view.note(change)  # what the snapshot holds already is left alone (SelectedFolder.note)
+        return index, view
+
     def _on_change(self, change: Change) -> None:
+        if self._heard_while_loading is not None:
+            self._heard_while_loading.append(change)
         if self.folder is not None and getattr(change, "folder_id", None) == self.folder.id:
             if isinstance(change, FolderDeleted):
                 self.selected_deleted = True

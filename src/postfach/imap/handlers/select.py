@@ -39,8 +39,7 @@ async def select(session: ImapSession, command: c.Select | c.Examine) -> Done:
         session.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE-enabling command
 
     store = session.store
-    index = await store.load_index(folder.id)
-    view = SelectedFolder.load(index, read_only=read_only)
+    index, view = await session.open_view(folder, read_only=read_only)
     # Selected at once, so that no change committed from here on goes unnoticed.
     session.folder, session.selected, session.state = folder, view, State.SELECTED
     waiting = 0
