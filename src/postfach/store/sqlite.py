@@ -242,25 +242,36 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
         *,
         enforce_quota: bool = True,
     ) -> MessageMeta:
-        if not isinstance(message, (bytes, bytearray, memoryview)):
-            return await self._write(self._append_job(folder_id, message, flags, internal_date, enforce_quota))
-        _, (outcome,), _ = await self._stage_then_append(message, [folder_id], flags, internal_date, enforce_quota)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        message_meta, _ = await self._append(folder_id, message, flags, internal_date, enforce_quota, None)
+        return message_meta
 
     async def append_claiming_recent(
         self, folder_id: int, message: bytes | StagedBlob, flags: Flags = Flags(), internal_date: datetime | None = None
     ) -> tuple[MessageMeta, list[int]]:
-        claim = claim_recent_job(folder_id)
+        message_meta, claimed = await self._append(
+            folder_id, message, flags, internal_date, True, claim_recent_job(folder_id)
+        )
+        assert claimed is not None
+        return message_meta, claimed
+
+    async def _append(
+        self,
+        folder_id: int,
+        message: bytes | StagedBlob | BlobRef,
+        flags: Flags,
+        internal_date: datetime | None,
+        enforce_quota: bool,
+        then: Callable[[Tx], T] | None,
+    ) -> tuple[MessageMeta, T | None]:
+        """One append; `then` runs in its transaction once it succeeded."""
         if not isinstance(message, (bytes, bytearray, memoryview)):
-            append = self._append_job(folder_id, message, flags, internal_date, True)
-            return await self._write(lambda tx: (append(tx), claim(tx)))
-        _, (outcome,), claimed = await self._stage_then_append(message, [folder_id], flags, internal_date, True, claim)
+            append = self._append_job(folder_id, message, flags, internal_date, enforce_quota)
+            return await self._write(lambda tx: (append(tx), then(tx) if then is not None else None))
+        _, (outcome,), done = await self._stage_then_append(message, [folder_id], flags, internal_date,
+                                                            enforce_quota, then)
         if isinstance(outcome, BaseException):
             raise outcome
-        assert claimed is not None
-        return outcome, claimed
+        return outcome, done
 
     async def file_message(self, data: bytes | BinaryIO,
                            folder_ids: Sequence[int]) -> tuple[StagedBlob, list[MessageMeta | StoreError]]:
@@ -526,27 +537,22 @@ class SqliteStore(AccountTables, FolderTables, IndexTables, QueueTables, Securit
 
     async def message_files(self, folder_id: int) -> tuple[list[int], list[int], list[str]]:
         """Every message's uid, size and sha256, in uid order (POP3's maildrop)."""
-
-        def query(conn: sqlite3.Connection) -> tuple[list[int], list[int], list[str]]:
-            rows = conn.execute(
-                "SELECT uid, size, blob_sha256 FROM messages WHERE folder_id = ? ORDER BY uid", (folder_id,)
-            ).fetchall()
-            if not rows:
-                return [], [], []
-            uids, sizes, shas = zip(*rows)
-            return list(uids), list(sizes), list(shas)
-
-        return await self._readers.run(query)
+        uids, sizes, shas = await self._message_columns(folder_id, "uid, size, blob_sha256")
+        return uids, sizes, shas
 
     async def message_sizes(self, folder_id: int) -> tuple[list[int], list[int]]:
-        """Every message's uid and size, in uid order (POP3's STAT/LIST, STATUS SIZE)."""
+        """Every message's uid and size, in uid order (STATUS SIZE)."""
+        uids, sizes = await self._message_columns(folder_id, "uid, size")
+        return uids, sizes
 
-        def query(conn: sqlite3.Connection) -> tuple[list[int], list[int]]:
-            rows = conn.execute("SELECT uid, size FROM messages WHERE folder_id = ? ORDER BY uid", (folder_id,)).fetchall()
-            if not rows:
-                return [], []
-            uids, sizes = zip(*rows)
-            return list(uids), list(sizes)
+    async def _message_columns(self, folder_id: int, columns: str) -> list[list]:
+        """`columns` of every message of the folder in uid order, a list per column."""
+
+        def query(conn: sqlite3.Connection) -> list[list]:
+            rows = conn.execute(
+                f"SELECT {columns} FROM messages WHERE folder_id = ? ORDER BY uid", (folder_id,)
+            ).fetchall()
+            return [list(column) for column in zip(*rows)] if rows else [[] for _ in columns.split(",")]
 
         return await self._readers.run(query)
 
