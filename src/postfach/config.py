@@ -133,6 +133,7 @@ class Config:
     smtp_dmarc_reject: bool = True  # refuse (550 5.7.1) MX mail failing DMARC under p=reject
     queue_max_age: int = 5 * 86400  # seconds a message is retried before it bounces
     queue_retry_delays: tuple[int, ...] = (60, 300, 900, 1800, 3600, 7200, 14400)  # the last one repeats
+    vacation_period: int = 7 * 86400  # seconds: the autoresponder answers a sender once in this
     dns_nameservers: tuple[ListenAddress, ...] = ()  # empty: the system's resolver (/etc/resolv.conf)
     dns_timeout: int = 5  # seconds: the most the DNS checks of one message may take
     # Static routes: mail for a domain goes to this host:port instead of the domain's MX.
@@ -226,6 +227,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("smtp.max_connections_per_address", int, parse_connection_limit),
         Setting("queue.max_age", str, parse_duration),
         Setting("queue.retry_delays", list, parse_durations),
+        Setting("vacation.period", str, parse_duration),
         Setting("dns.nameservers", list, parse_nameservers),
         Setting("dns.timeout", int, parse_seconds),
         Setting("audit.retention_days", int, int_range(1, 36_500)),
@@ -594,6 +596,7 @@ def _build(values: dict[str, Any], config_file: Path | None) -> Config:
         ),
         queue_max_age=values.get("queue.max_age", Config.queue_max_age),
         queue_retry_delays=values.get("queue.retry_delays", Config.queue_retry_delays),
+        vacation_period=values.get("vacation.period", Config.vacation_period),
         dns_nameservers=values.get("dns.nameservers", ()),
         dns_timeout=values.get("dns.timeout", Config.dns_timeout),
         audit_retention_days=values.get("audit.retention_days", Config.audit_retention_days),

@@ -14,6 +14,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 
 from postfach import tls
 from postfach.auth.audit_retention import AuditRetention
@@ -144,6 +145,7 @@ class Server:
             checks=MessageChecks(self.dns, config.hostname),
             srs=Srs(await asyncio.to_thread(load_secret, config.data_dir)),
             dmarc_reject=config.smtp_dmarc_reject,
+            vacation_period=timedelta(seconds=config.vacation_period),
         )
         self.queue.start(self.pipeline)
         smtp_limits = ConnectionLimits("smtp", config.smtp_max_connections_per_address, slots=self._slots)

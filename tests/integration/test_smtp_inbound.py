@@ -523,3 +523,20 @@ async def test_vacation_answers_a_hosted_sender_once_and_never_a_list(mx):
     assert len(await inbox_messages(mx.store, mx.alice)) == 3  # every original is filed
     assert len(await inbox_messages(mx.store, mx.bob)) == 1  # once per period
     assert await inbox_messages(mx.store, carol) == []  # list mail is not answered
+
+
+async def test_the_vacation_period_is_a_setting(tmp_path):
+    today = date.today()
+    question = b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: lunch?\r\n\r\nLunch today?\r\n"
+    async with await start(tmp_path, '[vacation]\nperiod = "1s"\n') as server:
+        await server.store.add_domain("example.com")
+        alice = await server.store.add_account("alice@example.com", HASH, QUOTA)
+        bob = await server.store.add_account("bob@example.com", HASH, QUOTA)
+        await server.store.set_vacation("alice@example.com", Vacation(today, today, "Away", "Back soon.\n"))
+        await run(send, server, "bob@example.com", ["alice@example.com"], question)
+        await run(send, server, "bob@example.com", ["alice@example.com"], question)
+        assert len(await inbox_messages(server.store, bob)) == 1  # within the period
+        await asyncio.sleep(1.2)
+        await run(send, server, "bob@example.com", ["alice@example.com"], question)
+        assert len(await inbox_messages(server.store, bob)) == 2  # a period later (7 days by default)
+        assert len(await inbox_messages(server.store, alice)) == 3

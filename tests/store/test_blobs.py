@@ -1,4 +1,5 @@
-"""Message files: reading a range from the page cache without ever waiting for the disk."""
+"""Message files: written whole, and a range read from the page cache without ever waiting
+for the disk."""
 
 import os
 
@@ -54,3 +55,18 @@ def test_a_range_whose_end_is_not_in_memory_is_not_read_half(blobs):
 def test_a_missing_file_is_an_error_not_a_miss(blobs):
     with pytest.raises(FileNotFoundError):
         blobs.read_range_if_cached("0" * 64, 0, 10)
+
+
+def test_a_write_the_kernel_takes_in_parts_is_stored_whole(blobs, monkeypatch):
+    real_write = os.write
+    calls = []
+
+    def short_write(fd, data):  # as a file system nearly full may: less than asked, not an error
+        calls.append(len(data))
+        return real_write(fd, bytes(data[:10_000]))
+
+    monkeypatch.setattr("postfach.store.blobs.os.write", short_write)
+    ref = blobs.write(DATA)
+    monkeypatch.undo()
+    assert len(calls) == -(-len(DATA) // 10_000)
+    assert blobs.read(ref.sha256) == DATA and ref.size == len(DATA)

@@ -93,6 +93,15 @@ async def test_vacation_replies_once_per_period_and_forgets_when_set_again(store
     assert not await store.claim_vacation_reply(other.id, "sender@remote.example", 1002, 7 * day)
 
 
+async def test_a_forgotten_vacation_reply_is_claimed_again_and_a_later_claim_stays(store, account):
+    day = 86400
+    assert await store.claim_vacation_reply(account.id, "Sender@Remote.example", 1000, 7 * day)
+    await store.forget_vacation_reply(account.id, "sender@remote.example", 1000)
+    assert await store.claim_vacation_reply(account.id, "sender@remote.example", 1005, 7 * day)
+    await store.forget_vacation_reply(account.id, "sender@remote.example", 1000)  # not this claim's time
+    assert not await store.claim_vacation_reply(account.id, "sender@remote.example", 1006, 7 * day)
+
+
 async def test_folder_deleted_and_created_again_gets_a_new_uidvalidity(store, account):
     first = await store.create_folder(account.id, "Projects")
     await store.delete_folder(first.id)

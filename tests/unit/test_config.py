@@ -672,11 +672,18 @@ def test_outbound_settings_from_the_file_and_the_environment(tmp_path):
     assert config.queue_max_age == 3 * 3600 and config.smtp_smarthost is None
 
 
+def test_the_vacation_period_defaults_to_seven_days(tmp_path):
+    assert load_config(write_config(tmp_path, ""), {}).vacation_period == 7 * 86400
+    assert load_config(write_config(tmp_path, '[vacation]\nperiod = "3d"\n'), {}).vacation_period == 3 * 86400
+    assert load_config(write_config(tmp_path, ""), {"POSTFACH_VACATION_PERIOD": "12h"}).vacation_period == 12 * 3600
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
         ('[queue]\nmax_age = "soon"\n', 'queue.max_age: "soon" is not a duration (e.g. "30s", "5m", "2h", "5d")'),
         ("[queue]\nretry_delays = []\n", "queue.retry_delays: must name at least one duration"),
+        ('[vacation]\nperiod = "0s"\n', 'vacation.period: "0s" is not a duration (e.g. "30s", "5m", "2h", "5d")'),
         ('[dns]\nnameservers = ["ns.example:53"]\n',
          'dns.nameservers: "ns.example:53" must be an IP address (a name would need a resolver to find it)'),
         ('[routes]\n"b.test" = "nowhere"\n',

@@ -207,3 +207,16 @@ async def test_a_reply_that_cannot_be_sent_does_not_fail_the_delivery(store, pip
     await deliver(pipeline, message(), sender="erin@remote.example")
     assert len(await inbox(store, store.alice)) == 2
     assert "vacation reply of alice@example.com to <erin@remote.example> failed" in caplog.text
+
+
+async def test_a_reply_that_could_not_be_sent_does_not_count_for_the_period(store, pipeline, clock):
+    # No outbound queue: the reply to a remote sender is refused, so dan has not been answered.
+    await deliver(pipeline, message(), sender="dan@remote.example")
+    outbound = Outbound()
+    queueing = DeliveryPipeline(store, "mail.example.com", outbound=outbound)
+    queueing._autoresponder = Autoresponder(store, queueing.resolver, today=clock.today, clock=clock.time)
+    clock.seconds += 60
+    await deliver(queueing, message(), sender="dan@remote.example")
+    assert outbound.entries == [("", ["dan@remote.example"])]
+    await deliver(queueing, message(), sender="dan@remote.example")  # that one was sent: it counts
+    assert len(outbound.entries) == 1

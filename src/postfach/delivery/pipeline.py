@@ -36,12 +36,13 @@ catches its loops).
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Protocol
 
@@ -51,7 +52,7 @@ from postfach.delivery.incoming import IncomingMessage, InMemoryMessage
 from postfach.delivery.quota_warnings import check_quota
 from postfach.delivery.recipients import Local, Looping, Malformed, NotLocal, Resolver, Unknown
 from postfach.delivery.srs import Srs
-from postfach.delivery.vacation import Autoresponder
+from postfach.delivery.vacation import DEFAULT_PERIOD, Autoresponder
 from postfach.model import Account, Mailbox, MessageMeta
 from postfach.store.base import NotFound, QuotaExceeded, StagedBlob, Store
 
@@ -191,9 +192,16 @@ def trace_fields(envelope: Envelope, trace: Trace, hostname: str, message_id: st
         + (
             f"Received: from {origin}\r\n"
             f"\tby {hostname} (Postfach) with {trace.protocol} id {message_id}{recipient};\r\n"
-            f"\t{format_datetime(now)}\r\n"
+            f"\t{_received_date(now.replace(microsecond=0), now.tzinfo)}\r\n"
         ).encode("utf-8")
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _received_date(now: datetime, zone: object) -> str:
+    """RFC 5322 date of a Received field: the same for every delivery within a second. (The
+    zone is part of the key: datetimes of one instant in two zones are equal.)"""
+    return format_datetime(now)
 
 
 def _has_room(mailbox: Mailbox, size: int) -> bool:
@@ -212,7 +220,7 @@ class DeliveryPipeline:
         checks: MessageChecks | None = None,
         srs: Srs | None = None,
         dmarc_reject: bool = True,
-        autoresponder: Autoresponder | None = None,
+        vacation_period: timedelta = DEFAULT_PERIOD,
     ) -> None:
         self._store = store
         self._hostname = hostname
@@ -222,7 +230,7 @@ class DeliveryPipeline:
         self._checks = checks
         self._srs = srs
         self._dmarc_reject = dmarc_reject
-        self._autoresponder = autoresponder or Autoresponder(store, self.resolver)
+        self._autoresponder = Autoresponder(store, self.resolver, period=vacation_period)
 
     @property
     def hostname(self) -> str:
@@ -375,6 +383,7 @@ class DeliveryPipeline:
         if mailbox.vacation is None:  # most accounts: nothing to look at
             return
         account = mailbox.account
+        reply = None
         try:
             reply = await self._autoresponder.reply_for(account, mailbox.vacation, sender, header)
             if reply is None:
@@ -382,11 +391,18 @@ class DeliveryPipeline:
             trace = Trace(self._hostname, "127.0.0.1", "LOCAL")
             # RFC 3834 §3.3: the null sender, so that nothing answers the answer.
             result = await self.deliver(Envelope("", (reply.recipient,)), reply.message, trace)
-            if not isinstance(result, DeliveryResult) or not result.accepted:
-                log.warning("vacation reply of %s to <%s> could not be delivered: %s",
-                            account.address, reply.recipient, result)
+            if isinstance(result, DeliveryResult) and result.accepted:
+                return
+            log.warning("vacation reply of %s to <%s> could not be delivered: %s",
+                        account.address, reply.recipient, result)
         except Exception:  # the message is filed; a reply that fails must not undo that
             log.exception("vacation reply of %s to <%s> failed", account.address, sender)
+        if reply is not None:
+            try:
+                await self._autoresponder.forget(account, reply)
+            except Exception:
+                log.exception("vacation reply of %s to <%s>: the failed reply still counts as sent",
+                              account.address, reply.recipient)
 
     async def _enqueue(self, sender: str, queued: list[ToBeQueued], staged: StagedBlob) -> None:
         """Remote recipients leave with the sender as it is; targets a hosted address forwards

@@ -61,6 +61,7 @@ _PROGRAM_SENDER = re.compile(
 class VacationReply:
     recipient: str  # the envelope sender of the original
     message: bytes
+    claimed_at: int  # unix seconds: the store counts the sender as answered from then on
 
 
 def header_reason_not_to_reply(sender: str, header: bytes) -> str | None:
@@ -161,7 +162,11 @@ class Autoresponder:
         if not await self._store.claim_vacation_reply(account.id, sender, int(now), int(self._period.total_seconds())):
             return None  # RFC 5230 §4.6: answered within the period already
         moment = datetime.fromtimestamp(now, timezone.utc).astimezone()
-        return VacationReply(sender, build_reply(account, vacation, sender, header, moment))
+        return VacationReply(sender, build_reply(account, vacation, sender, header, moment), int(now))
+
+    async def forget(self, account: Account, reply: VacationReply) -> None:
+        """The reply could not be sent: the sender was not answered, and their next message is."""
+        await self._store.forget_vacation_reply(account.id, reply.recipient, reply.claimed_at)
 
     async def _names_account(self, account: Account, named: set[str]) -> bool:
         if account.address in named:

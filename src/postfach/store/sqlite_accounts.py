@@ -277,3 +277,9 @@ class AccountTables:
             return cursor.rowcount == 1
 
         return await self._write(job)
+
+    async def forget_vacation_reply(self, account_id: int, sender: str, replied_at: int) -> None:
+        await self._write(lambda tx: tx.execute(
+            "DELETE FROM vacation_replies WHERE account_id = ? AND sender = ? AND replied_at = ?",
+            (account_id, sender.lower(), replied_at),
+        ))
