@@ -110,8 +110,8 @@ class FileBlobStore:
         tmp_name = f"{self._tmp_prefix}{next(self._tmp_serial)}"
         fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            # The descriptor itself, not a file object: fdopen's buffering, fstat, isatty and
-            # seek were three system calls per message more, each a wait for the GIL after it.
+            # The descriptor itself, not a file object: fdopen's fstat, isatty and seek were
+            # three system calls per message more, each a wait for the GIL after it.
             try:
                 for chunk in _chunks(data):
                     digest.update(chunk)
