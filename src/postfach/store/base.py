@@ -149,6 +149,7 @@ class Store(Protocol):
         """Record that the account's autoresponder answers `sender` (compared without case) at
         `now` (unix seconds): True unless it answered that sender in the `period` seconds before
         (then nothing changes). Setting or clearing the vacation forgets every sender."""
+
     async def forget_vacation_reply(self, account_id: int, sender: str, replied_at: int) -> None:
         """Undo the claim `claim_vacation_reply` made at `replied_at` (the reply was not sent), so
         the sender's next message is answered; a later claim stays."""
