@@ -278,6 +278,32 @@ async def test_pipelined_commands_are_answered_in_order(mx):
     assert [below_trace(m) for m in await inbox_messages(mx.store, mx.bob)] == [MESSAGE]
 
 
+async def test_the_replies_to_a_pipelined_group_come_as_one_unit(mx):
+    # RFC 2920 §3.2: the replies to MAIL and RCPT wait for the last command of the group (DATA),
+    # and go out with its reply, in one write: the client's first read holds them all.
+    def dialog():
+        session = RawSession(mx.addresses["smtp"])
+        session.command(b"EHLO client.example")
+        session.send(b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<alice@example.com>\r\n"
+                     b"RCPT TO:<nobody@example.com>\r\nDATA\r\n")
+        first_read = session.sock.recv(65536)
+        session.buffer = first_read
+        replies = [session.reply() for _ in range(4)]
+        session.send(MESSAGE + b".\r\n")
+        replies.append(session.reply())
+        # A command alone is answered at once: nothing waits for input that is not there.
+        replies.append(session.command(b"RSET"))
+        session.command(b"QUIT")
+        session.close()
+        return first_read, replies
+
+    first_read, replies = await run(dialog)
+    assert first_read.count(b"\r\n") == 4
+    assert [r[:9] for r in replies] == [b"250 2.1.0", b"250 2.1.5", b"550 5.1.1", b"354 End d", b"250 2.0.0",
+                                        b"250 2.0.0"]
+    assert [below_trace(m) for m in await inbox_messages(mx.store, mx.alice)] == [MESSAGE]
+
+
 @pytest.mark.parametrize("options", [(), ("BODY=8BITMIME",)], ids=["undeclared", "8bitmime"])
 async def test_8bit_body_with_leading_dots_is_stored_byte_identical(mx, options):
     # Without BODY=8BITMIME the data is 8-bit anyway: accepted and stored as it came (RFC 6152

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,8 @@ class SmtpProtocol(SpoolingSMTP):
             self._auth_require_tls = False
         self._on_lost = on_lost
         self._ehlo_reply = False
+        self._grouping = False  # in a command whose reply may wait for the next ones (push)
+        self._held: list[bytes] = []
 
     @property
     def is_tls(self) -> bool:
@@ -104,9 +106,44 @@ class SmtpProtocol(SpoolingSMTP):
             self._on_lost(self)
 
     async def push(self, status: str | bytes) -> None:
+        """Send a reply; one to MAIL, RCPT or RSET waits while the client's next command is
+        already here. RFC 2920 §3.2: a server SHOULD send the replies to such a group as a
+        unit, and MUST send the ones it holds as soon as its input buffer is empty."""
         if isinstance(status, str) and not (self._ehlo_reply and status.startswith("250")):
             status = replies.enhance(status)
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if self._grouping and self._command_waiting():
+            self._held.append(status + b"\r\n")
+            return
+        if self._held:
+            status = b"".join(self._held) + status
+            self._held.clear()
         await super().push(status)
+
+    def _command_waiting(self) -> bool:
+        """A whole line is in the input buffer: reading the next command will not wait."""
+        # StreamReader has no public view of what it holds; aiosmtpd itself uses _buffer.
+        return b"\n" in self._reader._buffer
+
+    async def _grouped(self, command: Callable[[str], Awaitable[None]], arg: str) -> None:
+        self._grouping = True
+        try:
+            await command(arg)
+        finally:
+            self._grouping = False
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str) -> None:
+        await self._grouped(super().smtp_MAIL, arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str) -> None:
+        await self._grouped(super().smtp_RCPT, arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        await self._grouped(super().smtp_RSET, arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         simple = simple_path(arg)  # the usual <local@domain> without aiosmtpd's costly parser
