@@ -8,7 +8,8 @@ server with `loop.create_server`, as aiosmtpd's controller does.
 `SmtpProtocol` adds to aiosmtpd what Postfach needs everywhere: enhanced
 status codes on aiosmtpd's own replies (replies.enhance), no AUTH at all
 where the handler offers none (the MX), AUTH on implicit TLS, a limit on
-connections per address, a connection id in the log, and (from
+connections per address, a connection id in the log, the replies to a
+pipelined group of commands in one write (push), and (from
 data.SpoolingSMTP) DATA spooled to disk beyond 1 MiB.
 """
 
