@@ -286,8 +286,7 @@ async def test_the_replies_to_a_pipelined_group_come_as_one_unit(mx):
         session.command(b"EHLO client.example")
         session.send(b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<alice@example.com>\r\n"
                      b"RCPT TO:<nobody@example.com>\r\nDATA\r\n")
-        first_read = session.sock.recv(65536)
-        session.buffer = first_read
+        first_read = session.read_once()
         replies = [session.reply() for _ in range(4)]
         session.send(MESSAGE + b".\r\n")
         replies.append(session.reply())

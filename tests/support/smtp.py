@@ -46,6 +46,12 @@ class RawSession:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def read_once(self) -> bytes:
+        """What one read from the socket gives (kept for the next reply() as well)."""
+        chunk = self.sock.recv(65536)
+        self.buffer += chunk
+        return chunk
+
     def line(self) -> bytes:
         while b"\r\n" not in self.buffer:
             chunk = self.sock.recv(65536)
