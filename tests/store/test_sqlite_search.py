@@ -110,3 +110,54 @@ async def test_a_message_appended_again_after_its_expunge_is_found(store):
     assert await store.search_text(inbox.id, "every minute", body_only=True) == [again.uid]
     await wait_until_indexed(store)
     assert await store.search_text(inbox.id, "every minute", body_only=True) == [again.uid]
+
+
+async def test_copies_moves_and_renamed_inbox_of_indexed_content_are_found_through_the_index(store, tmp_path):
+    # A COPY or MOVE adds no pending entry: its new rows are found only if they name the
+    # content's document (migration 011's triggers); so is INBOX's content after a RENAME.
+    await store.add_domain("example.com")
+    account = await store.add_account("alice@example.com", "not-a-real-hash", 1 << 30)
+    inbox = await store.get_folder(account.id, "INBOX")
+    archive = await store.get_folder(account.id, "Archive")
+    kept = await store.append(inbox.id, b"Subject: offer\r\n\r\nThe quarterly figures\r\n")
+    moved = await store.append(inbox.id, b"Subject: minutes\r\n\r\nThe quarterly meeting\r\n")
+    await wait_until_indexed(store)
+    copied = await store.copy_messages(inbox.id, [kept.uid], archive.id)
+    moved_to = await store.move_messages(inbox.id, [moved.uid], archive.id)
+    assert await store.search_pending_count() == 0
+    assert await store.search_text(archive.id, "quarterly", body_only=True) == sorted(
+        new for _, new in copied + moved_to
+    )
+    renamed = await store.rename_inbox(account.id, "Old mail")
+    assert await store.search_text(renamed.id, "figures", body_only=True) == [1]
+    again = await store.append(archive.id, b"Subject: offer\r\n\r\nThe quarterly figures\r\n")
+    await wait_until_indexed(store)  # already indexed content: no new document, the row names the old one
+    assert await store.search_text(archive.id, "figures", body_only=True) == [copied[0][1], again.uid]
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as conn:
+        assert conn.execute("SELECT count(*) FROM messages WHERE doc_id IS NULL").fetchone() == (0,)
+
+
+def test_migration_11_names_the_document_of_every_indexed_message(tmp_path):
+    from importlib import resources
+
+    from postfach.store.sqlite_engine import migrate
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)) as conn:
+        scripts = sorted(resources.files("postfach.store.sql").joinpath("sqlite").iterdir(), key=lambda e: e.name)
+        for script in scripts:
+            if int(script.name.split("_", 1)[0]) <= 10:
+                conn.executescript(script.read_text())
+        conn.execute("PRAGMA user_version = 10")
+        conn.executescript(
+            "INSERT INTO blobs (sha256, size, refcount, parsed) VALUES ('a', 1, 2, '{}'), ('b', 1, 1, '{}');"
+            "INSERT INTO search_docs (id, sha256) VALUES (7, 'a');"  # 'b' still pending
+            "INSERT INTO messages (folder_id, uid, blob_sha256, size, internal_date, internal_tz, modseq)"
+            " VALUES (1, 1, 'a', 1, 0, 0, 1), (2, 1, 'a', 1, 0, 0, 1), (1, 2, 'b', 1, 0, 0, 1);"
+        )
+        migrate(conn)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] >= 11
+        assert conn.execute("SELECT folder_id, uid, doc_id FROM messages ORDER BY 1, 2").fetchall() == [
+            (1, 1, 7), (1, 2, None), (2, 1, 7)
+        ]
+        conn.execute("INSERT INTO search_docs (id, sha256) VALUES (8, 'b')")  # the writer indexes 'b'
+        assert conn.execute("SELECT doc_id FROM messages WHERE blob_sha256 = 'b'").fetchall() == [(8,)]

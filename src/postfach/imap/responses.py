@@ -188,8 +188,10 @@ def status_response(name: str, items: Iterable[tuple[str, int | str]], utf8: boo
 
 def search_response(numbers: Iterable[int], modseq: int | None = None) -> bytes:
     """``* SEARCH 2 3 5`` (RFC 7162 §3.1.5: ``(MODSEQ n)`` appended when asked for)."""
-    # One join: adding to a bytes object per number copies it each time (100,000 hits took 8 s).
-    out = b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)])
+    # One join: adding to a bytes object per number copies it each time (100,000 hits took 8 s);
+    # str of each number in C, not a format per number.
+    listed = " ".join(map(str, numbers)).encode("ascii")
+    out = b"* SEARCH " + listed if listed else b"* SEARCH"
     if modseq is not None:
         out += b" (MODSEQ %d)" % modseq
     return out + b"\r\n"
