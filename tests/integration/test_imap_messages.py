@@ -18,6 +18,7 @@ import pytest
 from postfach.imap import session as session_module
 from postfach.imap.handlers import fetch as fetch_module
 from postfach.model import Flags, SystemFlag
+from postfach.store.changes import MessagesExpunged
 from tests.support.accounts import PASSWORD, make_account
 from tests.support.config import make_config
 from tests.support.server import running_server
@@ -650,6 +651,32 @@ async def test_noop_waits_for_a_change_still_on_its_way_from_another_worker(serv
     reported, waited = await asyncio.to_thread(expunge_then_noop_elsewhere, server)
     assert reported == [b"1"]
     assert waited < delay + session_module.CATCH_UP_SECONDS
+
+
+def expunge_then_two_noops_elsewhere(server):
+    actor, watcher = connect_imaplib(server), connect_imaplib(server)
+    for client in (actor, watcher):
+        client.select("INBOX")
+    actor.store("1", "+FLAGS", "(\\Deleted)")
+    actor.expunge()
+    waits = []
+    for _ in range(2):
+        started = time.monotonic()
+        assert watcher.noop()[0] == "OK"
+        waits.append(time.monotonic() - started)
+    actor.logout(), watcher.logout()
+    return waits
+
+
+async def test_noop_waits_once_for_a_change_whose_event_never_comes(server, monkeypatch):
+    await deliver(server, b"Subject: one\r\n\r\nbody\r\n")
+    monkeypatch.setattr(session_module, "CATCH_UP_SECONDS", 0.3)
+    publish = server.store.events.publish
+    monkeypatch.setattr(server.store.events, "publish",
+                        lambda change: None if isinstance(change, MessagesExpunged) else publish(change))
+    first, second = await asyncio.to_thread(expunge_then_two_noops_elsewhere, server)
+    assert 0.3 <= first < 0.3 + 0.25
+    assert second < 0.1  # the store's modseq was waited for once; the next NOOP does not wait again
 
 
 def select_then_noop(server):

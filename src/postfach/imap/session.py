@@ -64,9 +64,8 @@ _NUMBERED = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 
 
 # NOOP waits at most this long for changes committed in another worker to reach this one
-# (they take well under a millisecond), looking every CATCH_UP_POLL_SECONDS.
+# (they take well under a millisecond).
 CATCH_UP_SECONDS = 0.5
-CATCH_UP_POLL_SECONDS = 0.001
 APPEND_TOO_BIG = object()
 
 
@@ -164,6 +163,8 @@ class ImapSession:
     # message, or APPEND_TOO_BIG when it exceeded APPENDLIMIT (its bytes were dropped).
     append_data: object = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set whenever the selected folder's view hears of a change (catch_up waits for it).
+    _heard: asyncio.Event = field(default_factory=asyncio.Event)
     _subscription: Subscription | None = None
     # While SELECT reads the folder's index: the changes heard meanwhile (see `open_view`).
     _heard_while_loading: list[Change] | None = None
@@ -272,6 +273,7 @@ class ImapSession:
                 self.folder = dataclasses.replace(self.folder, name=change.new_name)
         if self.selected is not None:
             self.selected.note(change)
+            self._heard.set()
             if self.selected.has_pending:
                 self.changed.set()
 
@@ -289,10 +291,14 @@ class ImapSession:
         folder = await self.store.get_folder_by_id(view.folder_id)
         if folder is None or folder.highestmodseq <= view.awaited_modseq:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_SECONDS
-        while self.selected is view and view.highestmodseq < folder.highestmodseq and loop.time() < deadline:
-            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+        try:
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                # Checked and cleared with no await between: an event cannot slip past.
+                while self.selected is view and view.highestmodseq < folder.highestmodseq:
+                    self._heard.clear()
+                    await self._heard.wait()
+        except TimeoutError:
+            pass
         view.awaited_modseq = folder.highestmodseq
 
     async def report_changes(self, *, expunges_allowed: bool) -> None:
