@@ -5,12 +5,14 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+from importlib import resources
 
 import pytest
 
 from postfach.mime import ParsedMessage
 from postfach.store.search_text import index_texts
 from postfach.store.sqlite import SqliteStore
+from postfach.store.sqlite_engine import migrate
 from postfach.store.sqlite_transfers import SCAN_RATIO, _indexed_hits
 
 WORDS = ["Köln", "STRASSE", "straße", 'say "hi"', "a*b", "[x]", "50%", "naïve", "project", "Projektplan", "x", "q?"]
@@ -138,10 +140,6 @@ async def test_copies_moves_and_renamed_inbox_of_indexed_content_are_found_throu
 
 
 def test_migration_11_names_the_document_of_every_indexed_message(tmp_path):
-    from importlib import resources
-
-    from postfach.store.sqlite_engine import migrate
-
     with contextlib.closing(sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)) as conn:
         scripts = sorted(resources.files("postfach.store.sql").joinpath("sqlite").iterdir(), key=lambda e: e.name)
         for script in scripts:

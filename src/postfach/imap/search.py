@@ -21,8 +21,8 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import compress
 from datetime import date, datetime
+from itertools import compress
 
 from postfach.content_cache import ContentCache
 from postfach.imap import search_keys as k
