@@ -153,7 +153,10 @@ class Server:
             for name, address in config.listen.items():
                 if name == "http":
                     context = self.certificates.server_context(alpn=("h2", "http/1.1"))
-                    self.web = WebServer(address, context, self.store, self._sockets.pop(name, None))
+                    self.web = WebServer(
+                        address, context, self.store, config.hostname, lambda: self.addresses,
+                        self._sockets.pop(name, None),
+                    )
                     await self.web.start()
                     continue
                 if name in SMTP_LISTENERS:

@@ -1,1 +1,2 @@
-"""The HTTPS side: health endpoint now; panel, admin, webmail, API and autoconfig to come."""
+"""The HTTPS side: the health endpoint and mail client set-up (autoconfig.py) now; the panel,
+admin, webmail and API to come."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable, Mapping
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
@@ -35,12 +36,18 @@ class _HypercornConfig(HypercornConfig):
 
 class WebServer:
     def __init__(
-        self, address: ListenAddress, context: ssl.SSLContext, store: Store, sock: socket.socket | None = None
+        self,
+        address: ListenAddress,
+        context: ssl.SSLContext,
+        store: Store,
+        hostname: str,
+        listening: Callable[[], Mapping[str, ListenAddress]],
+        sock: socket.socket | None = None,
     ) -> None:
         self.address = address
         self._sock = sock  # bound already (by the supervisor of several workers), or bind at start
         self._context = context
-        self._app = build_app(store)
+        self._app = build_app(store, hostname, listening)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.bound = address
