@@ -195,3 +195,11 @@ async def test_an_iphone_gets_a_profile_with_imap_and_submission_over_tls(server
     assert not {"IncomingPassword", "OutgoingPassword"} & set(account)  # the device asks when installing
     _, _, again = await get(server, f"/apple/mobileconfig?emailaddress={ADDRESS}")
     assert plistlib.loads(again)["PayloadUUID"] == profile["PayloadUUID"]  # installed again: replaced
+
+
+async def test_an_international_domain_is_named_as_people_write_it(server):
+    await make_account(server.store, "jana@bücher.example")
+    status, _, body = await get(server, "/mail/config-v1.1.xml?emailaddress=jana@b%C3%BCcher.example")
+    provider = ET.fromstring(body).find("emailProvider")
+    assert status == 200 and provider.get("id") == "xn--bcher-kva.example"
+    assert provider.findtext("displayShortName") == "bücher.example"

@@ -27,12 +27,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from postfach.address import (
-    AddressError,
-    domain_of,
-    normalize_address,
-    normalize_domain,
-)
+from postfach.address import AddressError, display_domain, domain_of, normalize_address, normalize_domain
 from postfach.config import ListenAddress
 from postfach.store.base import Store
 
@@ -70,15 +65,15 @@ def doors(listening: Mapping[str, ListenAddress]) -> list[Door]:
 
 
 class BadRequest(ValueError):
-    """The request does not say which address to set up; the message is one sentence."""
+    """The request does not say, in a form read here, which address to set up; the message is one sentence."""
 
 
 def thunderbird_config(domain: str, hostname: str, offered: list[Door]) -> bytes:
     root = ET.Element("clientConfig", version="1.1")
     provider = ET.SubElement(root, "emailProvider", id=domain)
     ET.SubElement(provider, "domain").text = domain
-    ET.SubElement(provider, "displayName").text = f"Mail for {domain}"
-    ET.SubElement(provider, "displayShortName").text = domain
+    ET.SubElement(provider, "displayName").text = f"Mail for {display_domain(domain)}"
+    ET.SubElement(provider, "displayShortName").text = display_domain(domain)
     for door in offered:
         tag = "outgoingServer" if door.protocol == "smtp" else "incomingServer"
         server = ET.SubElement(provider, tag, type=door.protocol)
