@@ -43,4 +43,8 @@ def records(domain: str, hostname: str, key: DkimKey, listen: Mapping[str, Liste
     for service, listener in _SRV:
         if listener in listen:
             lines.append(f"{service}.{domain}.\t3600\tIN\tSRV\t0 1 {listen[listener].port} {host}")
+    if "http" in listen:
+        # Outlook's last try when DOMAIN and autodiscover.DOMAIN do not answer: the host it names has
+        # a certificate already, where the CNAMEs above need one for each domain's names.
+        lines.append(f"_autodiscover._tcp.{domain}.\t3600\tIN\tSRV\t0 1 {listen['http'].port} {host}")
     return lines

@@ -28,6 +28,9 @@ def test_records_name_mx_spf_dkim_dmarc_and_client_setup():
     assert "_imaps._tcp.a.test.\t3600\tIN\tSRV\t0 1 993 mail.example.net." in lines
     assert "_pop3s._tcp.a.test.\t3600\tIN\tSRV\t0 1 995 mail.example.net." in lines
     assert not any(line.startswith("_imap._tcp") for line in lines)  # no imap listener configured
+    assert not any(line.startswith("_autodiscover._tcp") for line in lines)  # no http listener
+    with_web = dns_records.records("a.test", "mail.example.net", KEY, {**listen, "http": ListenAddress("::", 443)})
+    assert "_autodiscover._tcp.a.test.\t3600\tIN\tSRV\t0 1 443 mail.example.net." in with_web
 
 
 def test_long_txt_values_are_split_into_255_character_strings():
