@@ -80,6 +80,8 @@ CONFIG_ENV = "POSTFACH_CONFIG"
 NON_SETTING_VARIABLES = frozenset({CONFIG_ENV})
 
 LISTENER_NAMES = ("imap", "imaps", "pop3", "pop3s", "smtp", "submission", "submissions", "http")
+# The mail listeners that speak TLS from the first byte (RFC 8314); the rest offer STARTTLS.
+IMPLICIT_TLS = frozenset({"imaps", "pop3s", "submissions"})
 # Unprivileged stand-ins for 143, 993, 110, 995, 25, 587, 465, 443, so that the
 # embedded default runs without root; a real deployment names its ports.
 DEFAULT_PORTS = {

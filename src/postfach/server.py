@@ -21,7 +21,7 @@ from postfach.auth.audit_retention import AuditRetention
 from postfach.auth.authenticator import Authenticator
 from postfach.auth.passwords import Passwords
 from postfach.auth.quarantine import LoginPolicy, load_login_secret
-from postfach.config import Config, ListenAddress
+from postfach.config import IMPLICIT_TLS, Config, ListenAddress
 from postfach.connection_limits import ConnectionLimits, LocalSlots, Slots
 from postfach.delivery.checks import MessageChecks
 from postfach.delivery.pipeline import DeliveryPipeline
@@ -43,7 +43,6 @@ from postfach.web.server import WebServer
 log = logging.getLogger(__name__)
 
 # Listeners whose clients expect TLS from the first byte.
-IMPLICIT_TLS = frozenset({"imaps", "pop3s", "submissions"})
 
 
 class Server:

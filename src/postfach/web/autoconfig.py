@@ -27,8 +27,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from postfach.address import AddressError, display_domain, domain_of, normalize_address, normalize_domain
-from postfach.config import ListenAddress
+from postfach.address import (
+    AddressError,
+    display_domain,
+    domain_of,
+    normalize_address,
+    normalize_domain,
+)
+from postfach.config import IMPLICIT_TLS, ListenAddress
 from postfach.store.base import Store
 
 # An autodiscover request is a few hundred bytes; a body larger than this is not one.
@@ -48,20 +54,22 @@ class Door:
     implicit_tls: bool  # False: STARTTLS (STLS for POP3) before anything else
 
 
-# Listener name -> (protocol, implicit TLS), in the order clients are offered them.
+# Listener name -> protocol, in the order clients are offered them (implicit TLS first).
 _DOORS = (
-    ("imaps", "imap", True),
-    ("imap", "imap", False),
-    ("pop3s", "pop3", True),
-    ("pop3", "pop3", False),
-    ("submissions", "smtp", True),
-    ("submission", "smtp", False),
+    ("imaps", "imap"),
+    ("imap", "imap"),
+    ("pop3s", "pop3"),
+    ("pop3", "pop3"),
+    ("submissions", "smtp"),
+    ("submission", "smtp"),
 )
 
 
 def doors(listening: Mapping[str, ListenAddress]) -> list[Door]:
     """The doors for mail clients among the listeners that run (the MX port is not one)."""
-    return [Door(protocol, listening[name].port, implicit) for name, protocol, implicit in _DOORS if name in listening]
+    return [
+        Door(protocol, listening[name].port, name in IMPLICIT_TLS) for name, protocol in _DOORS if name in listening
+    ]
 
 
 class BadRequest(ValueError):
@@ -103,7 +111,7 @@ def outlook_address(body: bytes) -> str:
     return found.text.strip()
 
 
-def outlook_config(address: str, domain: str, hostname: str, offered: list[Door]) -> bytes:
+def outlook_config(address: str, hostname: str, offered: list[Door]) -> bytes:
     root = ET.Element("Autodiscover", xmlns=_RESPONSE_NS)
     response = ET.SubElement(root, "Response", xmlns=_OUTLOOK_NS)
     account = ET.SubElement(response, "Account")
@@ -130,7 +138,7 @@ def outlook_config(address: str, domain: str, hostname: str, offered: list[Door]
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def apple_profile(address: str, domain: str, hostname: str, offered: list[Door]) -> bytes:
+def apple_profile(address: str, hostname: str, offered: list[Door]) -> bytes:
     """A configuration profile with one IMAP (or, without IMAP, POP3) account and its SMTP server."""
     incoming = next((d for d in offered if d.protocol == "imap"), None) or next(
         (d for d in offered if d.protocol == "pop3"), None
@@ -221,7 +229,7 @@ def routes(store: Store, hostname: str, listening: Callable[[], Mapping[str, Lis
             return bad(str(error))
         if not await hosted(domain):
             return not_hosted(domain)
-        return Response(outlook_config(address, domain, hostname, doors(listening())), media_type="application/xml")
+        return Response(outlook_config(address, hostname, doors(listening())), media_type="application/xml")
 
     async def apple(request: Request) -> Response:
         try:
@@ -231,7 +239,7 @@ def routes(store: Store, hostname: str, listening: Callable[[], Mapping[str, Lis
         if not await hosted(domain):
             return not_hosted(domain)
         try:
-            profile = apple_profile(address, domain, hostname, doors(listening()))
+            profile = apple_profile(address, hostname, doors(listening()))
         except LookupError as error:
             return PlainTextResponse(f"{error}\n", status_code=404)
         return Response(
